@@ -1,0 +1,200 @@
+"""Scoring a turn against the truth, and summarising systems with bootstrap intervals.
+
+Only this module and the oracle see the truth; systems get text. Every system is scored by the same
+code: the answer is the reply's `Answer:` value, normalised; context loss is a needed fact whose
+current value is not stated anywhere in the prompt the answering agent got.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from pydantic import BaseModel
+from rouge_score import rouge_scorer
+
+from rapo.bench.language import parse_statements
+from rapo.consensus import extract_answer, normalise_answer
+
+_SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+
+
+class TurnScore(BaseModel):
+    """One per-turn record of results.json (short keys: there are hundreds of thousands)."""
+
+    system: str
+    conv: str
+    scenario: str
+    T: int  # agent transitions (turns) in the conversation
+    turn: int
+    q: bool  # a question turn
+    type: str | None = None
+    agent: str | None = None
+    value: str | None = None
+    expected: str | None = None
+    correct: bool | None = None
+    loss: bool | None = None  # context loss
+    rouge: float | None = None
+    lat: float  # seconds
+    ptok: int
+    otok: int
+    calls: int
+
+
+@lru_cache(maxsize=4096)
+def _stated(prompt_text: str) -> frozenset[tuple[str, str]]:
+    return frozenset((s.key, normalise_answer(s.value)) for s in parse_statements(prompt_text))
+
+
+def context_lost(prompt_text: str, needed: Iterable[Any]) -> bool:
+    """True if any needed fact's current value is not stated in the prompt."""
+    stated = _stated(prompt_text)
+    return any((n.key, normalise_answer(n.value)) not in stated for n in needed)
+
+
+def rouge_l(reply: str, reference: str) -> float:
+    return float(_SCORER.score(reference, reply)["rougeL"].fmeasure)
+
+
+def score_turn(system: str, conv: Any, index: int, outcome: Any) -> TurnScore:
+    turn = conv.turns[index]
+    q = turn.question
+    base = dict(system=system, conv=conv.id, scenario=conv.scenario, T=len(conv.turns), turn=index + 1,
+                agent=outcome.agent, lat=round(outcome.latency_s, 6), ptok=outcome.prompt_tokens,
+                otok=outcome.output_tokens, calls=outcome.calls)
+    if q is None:
+        return TurnScore(q=False, **base)
+    value = normalise_answer(extract_answer(outcome.reply))
+    expected = normalise_answer(q.answer)
+    return TurnScore(q=True, type=q.type, value=value, expected=expected, correct=value == expected,
+                     loss=context_lost(outcome.prompt_text, q.needed), rouge=round(rouge_l(outcome.reply, q.reference), 4),
+                     **base)
+
+
+# -- summaries -----------------------------------------------------------------------------------
+
+
+class _Table:
+    """Per-conversation sums for one system, as numpy arrays aligned on conversation order."""
+
+    def __init__(self, records: Sequence[TurnScore]) -> None:
+        convs: dict[str, int] = {}
+        for r in records:
+            convs.setdefault(r.conv, len(convs))
+        n = len(convs)
+        self.ids = list(convs)
+        idx = np.fromiter((convs[r.conv] for r in records), dtype=np.int64, count=len(records))
+        q = np.fromiter((r.q for r in records), dtype=bool, count=len(records))
+
+        def add(values: Iterable[float], mask: np.ndarray | None = None) -> np.ndarray:
+            v = np.fromiter(values, dtype=np.float64, count=len(records))
+            if mask is not None:
+                v = np.where(mask, v, 0.0)
+            return np.bincount(idx, weights=v, minlength=n)
+
+        self.turns = np.bincount(idx, minlength=n).astype(np.float64)
+        self.questions = add((1.0 for _ in records), q)
+        self.correct = add(((r.correct or False) * 1.0 for r in records), q)
+        self.loss = add(((r.loss or False) * 1.0 for r in records), q)
+        self.rouge = add(((r.rouge or 0.0) for r in records), q)
+        self.latency = add(r.lat for r in records)
+        self.ptok = add(r.ptok for r in records)
+        self.otok = add(r.otok for r in records)
+        self.calls = add(r.calls for r in records)
+        T = np.zeros(n, dtype=np.int64)
+        scen = [""] * n
+        for r in records:
+            T[convs[r.conv]] = r.T
+            scen[convs[r.conv]] = r.scenario
+        self.T, self.scenario = T, np.asarray(scen)
+        self.success = (self.correct == self.questions) & (self.loss == 0)
+        self.turn_latency = np.fromiter((r.lat for r in records), dtype=np.float64, count=len(records))
+
+    def metrics(self, rows: np.ndarray | slice = slice(None)) -> dict[str, np.ndarray | float]:
+        """Point estimates over the given conversations (rows may be a (B, n) bootstrap index)."""
+        s = lambda a: a[rows].sum(axis=-1)  # noqa: E731
+        m = lambda a: a[rows].mean(axis=-1)  # noqa: E731
+        qs = np.maximum(s(self.questions), 1)
+        turns = np.maximum(s(self.turns), 1)
+        return {
+            "success_rate": m(self.success.astype(np.float64)),
+            "context_loss_rate": s(self.loss) / qs,
+            "accuracy": s(self.correct) / qs,
+            "rouge_l": s(self.rouge) / qs,
+            "latency_mean_s": m(self.latency),
+            "latency_turn_mean_s": s(self.latency) / turns,
+            "prompt_tokens_per_turn": s(self.ptok) / turns,
+            "output_tokens_per_turn": s(self.otok) / turns,
+            "calls_per_turn": s(self.calls) / turns,
+        }
+
+
+def _ci(samples: np.ndarray) -> list[float]:
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return [round(float(lo), 6), round(float(hi), 6)]
+
+
+def bootstrap_index(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def summarise(records: Sequence[TurnScore], boot: np.ndarray) -> dict[str, Any]:
+    """The results.json summary of one system; `boot` (B, n) resamples conversations."""
+    t = _Table(records)
+    point = t.metrics()
+    samples = t.metrics(boot)
+    out: dict[str, Any] = {k: round(float(v), 6) for k, v in point.items()}
+    out.update({f"{k}_ci": _ci(np.asarray(v)) for k, v in samples.items()})
+    out["latency_p95_s"] = round(float(np.percentile(t.latency, 95)), 6)
+    out["latency_turn_p95_s"] = round(float(np.percentile(t.turn_latency, 95)), 6)
+    out["conversations"] = len(t.ids)
+    out["questions"] = int(t.questions.sum())
+    out["context_loss_events"] = int(t.loss.sum())
+    by_T: dict[str, dict[str, float]] = {}
+    for T in np.unique(t.T):
+        rows = np.flatnonzero(t.T == T)
+        mt = t.metrics(rows)
+        by_T[str(int(T))] = {"success_rate": round(float(mt["success_rate"]), 6),
+                             "latency_mean_s": round(float(mt["latency_mean_s"]), 6),
+                             "conversations": int(rows.size)}
+    out["by_transitions"] = by_T
+    out["by_scenario"] = {
+        str(sc): {k: round(float(v), 6) for k, v in t.metrics(np.flatnonzero(t.scenario == sc)).items()
+                  if k in ("success_rate", "accuracy", "context_loss_rate", "latency_mean_s")}
+        for sc in np.unique(t.scenario)
+    }
+    by_type: dict[str, dict[str, float]] = {}
+    for typ in sorted({r.type for r in records if r.type}):
+        rs = [r for r in records if r.type == typ]
+        by_type[typ] = {"accuracy": round(float(np.mean([r.correct for r in rs])), 6),
+                        "context_loss_rate": round(float(np.mean([r.loss for r in rs])), 6),
+                        "questions": len(rs)}
+    out["by_type"] = by_type
+    return out
+
+
+def ratios(by_system: dict[str, Sequence[TurnScore]], boot: np.ndarray, subject: str = "rapo") -> dict[str, Any]:
+    """The paper's headline ratios, with paired bootstrap intervals (same resampled conversations)."""
+    if subject not in by_system:
+        return {}
+    tables = {name: _Table(recs) for name, recs in by_system.items()}
+    base = tables[subject]
+    out: dict[str, Any] = {}
+    for other, key in (("handoff", "handoff"), ("round-robin", "round_robin"), ("oracle", "oracle")):
+        if other not in tables or tables[other].ids != base.ids:
+            continue
+        ta = tables[other]
+        for metric, name, f in (
+            ("latency_mean_s", f"latency_reduction_vs_{key}", lambda a, b: 1.0 - a / b),
+            ("rouge_l", f"rouge_l_gain_vs_{key}", lambda a, b: a / b - 1.0),
+            ("success_rate", f"success_gain_vs_{key}", lambda a, b: a - b),
+        ):
+            pa, pb = base.metrics()[metric], ta.metrics()[metric]
+            sa, sb = base.metrics(boot)[metric], ta.metrics(boot)[metric]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[name] = round(float(f(pa, pb)), 6)
+                out[f"{name}_ci"] = _ci(np.nan_to_num(f(np.asarray(sa), np.asarray(sb))))
+    if "oracle" in tables and tables["oracle"].ids == base.ids:
+        out["latency_vs_oracle"] = round(float(base.metrics()["latency_mean_s"] / tables["oracle"].metrics()["latency_mean_s"]), 6)
+    return out

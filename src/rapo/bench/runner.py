@@ -1,0 +1,248 @@
+"""Runs the benchmark: every system on the same conversations and the same model, scored the same way.
+
+Systems run in separate processes (one job per system and profile), conversations in order within a
+job, so that rapo's learned capability matrix sees them in a fixed order and a seed reproduces a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, Field
+
+from rapo.bench.metrics import TurnScore, bootstrap_index, ratios, score_turn, summarise
+from rapo.bench.systems import ABLATIONS, Handoff, Oracle, Rapo, RoundRobin, TimedBackend
+from rapo.team import TeamSpec, load_team
+from rapo.types import RapoError
+
+BASELINES = ["round-robin", "handoff"]
+ALL_SYSTEMS = [*BASELINES, *ABLATIONS, "oracle"]
+SENSITIVITY_SYSTEMS = ["round-robin", "handoff", "rapo", "oracle"]
+PAPER = {"latency_reduction": 0.42, "rouge_l_gain": 0.23, "success_rate": 0.89}
+
+
+class BenchConfig(BaseModel):
+    conversations: int = Field(1000, ge=1)
+    seed: int = 0
+    transitions: tuple[int, int] = (1, 50)
+    systems: list[str] = Field(default_factory=lambda: list(ALL_SYSTEMS))
+    profile: str = "default"
+    sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model", "api"])
+    sensitivity_conversations: int | None = None  # default: same as conversations
+    clock: Literal["virtual", "real"] = "virtual"
+    time_scale: float = Field(0.001, gt=0)
+    concurrency: int = Field(64, ge=1)  # conversations in flight at once on the real clock
+    backend: Literal["sim", "openai"] = "sim"
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    team: str | None = None  # path; default: the packaged benchmark team
+    workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    n_boot: int = Field(1000, ge=10)
+
+    def validate_systems(self) -> None:
+        unknown = [s for s in self.systems if s not in ALL_SYSTEMS]
+        if unknown:
+            raise RapoError(f"unknown systems {unknown}; choose from: {', '.join(ALL_SYSTEMS)}")
+        lo, hi = self.transitions
+        if not 1 <= lo <= hi:
+            raise RapoError(f"--transitions {lo}-{hi}: need 1 <= A <= B, e.g. 1-50")
+        if self.backend == "openai" and not self.base_url and not os.environ.get("OPENAI_BASE_URL"):
+            if not (self.api_key or os.environ.get("OPENAI_API_KEY")):
+                raise RapoError("--backend openai needs --base-url URL (or OPENAI_BASE_URL) or an API key")
+
+
+def load_bench_team(cfg: BenchConfig) -> TeamSpec:
+    if cfg.team:
+        team = load_team(cfg.team)
+    else:
+        from rapo.team import team_from_dict
+        import yaml
+
+        text = resources.files("rapo").joinpath("data/bench-team.yaml").read_text()
+        team = team_from_dict(yaml.safe_load(text), "rapo/data/bench-team.yaml")
+    if cfg.model and cfg.model != "sim":  # "sim" keeps the per-agent sim-* names, so skills match in-process
+        team = team.model_copy(update={"agents": [a.model_copy(update={"model": cfg.model}) for a in team.agents]})
+    return team
+
+
+def _make_backend(cfg: BenchConfig, profile: str) -> Any:
+    if cfg.backend == "sim":
+        from rapo.backends.sim import SimBackend
+
+        return SimBackend(profile=profile, seed=cfg.seed, clock=cfg.clock, time_scale=cfg.time_scale)
+    from rapo.backends.openai_compat import OpenAIBackend
+
+    return OpenAIBackend(base_url=cfg.base_url, api_key=cfg.api_key, max_concurrency=cfg.concurrency)
+
+
+def _skill_table(profile: str, seed: int) -> Callable[[str, str], float]:
+    from rapo.backends.sim import SimBackend
+
+    sim = SimBackend(profile=profile, seed=seed)
+    return sim.skill
+
+
+def make_system(name: str, team: TeamSpec, backend: TimedBackend, cfg: BenchConfig, profile: str) -> Any:
+    if name == "round-robin":
+        return RoundRobin(team, backend)
+    if name == "handoff":
+        return Handoff(team, backend)
+    if name == "oracle":
+        return Oracle(team, backend, _skill_table(profile, cfg.seed))
+    return Rapo(name, team, backend)
+
+
+async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversations: list[Any],
+                   tick: Callable[[], None]) -> list[TurnScore]:
+    team = load_bench_team(cfg)
+    backend = TimedBackend(_make_backend(cfg, profile))
+    system = make_system(system_name, team, backend, cfg, profile)
+    records: list[TurnScore] = []
+
+    async def one(conv: Any) -> list[TurnScore]:
+        session = system.session(conv.id, truth=conv if system_name == "oracle" else None)
+        out = []
+        for i, text in enumerate(conv.user_texts()):
+            outcome = await session.step(text)
+            out.append(score_turn(system_name, conv, i, outcome))
+        tick()
+        return out
+
+    try:
+        if cfg.clock == "virtual" and cfg.backend == "sim":
+            for conv in conversations:
+                records.extend(await one(conv))
+        else:
+            sem = asyncio.Semaphore(cfg.concurrency)
+
+            async def guarded(conv: Any) -> list[TurnScore]:
+                async with sem:
+                    return await one(conv)
+
+            for chunk in await asyncio.gather(*(guarded(c) for c in conversations)):
+                records.extend(chunk)
+    finally:
+        await backend.aclose()
+    return records
+
+
+def _job(args: tuple[BenchConfig, str, str, int, Any]) -> tuple[str, str, list[TurnScore]]:
+    cfg, system_name, profile, n_conv, progress_queue = args
+    from rapo.bench.generator import generate
+
+    conversations = generate(n_conv, seed=cfg.seed, transitions=cfg.transitions)
+    pending = 0
+    last = time.monotonic()
+
+    def tick() -> None:
+        nonlocal pending, last
+        pending += 1
+        if progress_queue is not None and (time.monotonic() - last > 0.2 or pending >= 50):
+            progress_queue.put(pending)
+            pending, last = 0, time.monotonic()
+
+    records = asyncio.run(_run_job(cfg, system_name, profile, conversations, tick))
+    if progress_queue is not None and pending:
+        progress_queue.put(pending)
+    return system_name, profile, records
+
+
+def run_benchmark(cfg: BenchConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Run every job, then summarise. Returns the results.json object (with per-turn records)."""
+    cfg.validate_systems()
+    t0 = time.perf_counter()
+    n_sens = cfg.sensitivity_conversations or cfg.conversations
+    jobs: list[tuple[str, str, int]] = [(s, cfg.profile, cfg.conversations) for s in cfg.systems]
+    for prof in cfg.sensitivity:
+        if prof != cfg.profile:
+            jobs += [(s, prof, n_sens) for s in SENSITIVITY_SYSTEMS if s in cfg.systems]
+    total = sum(n for _, _, n in jobs)
+    results: dict[tuple[str, str], list[TurnScore]] = {}
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]benchmark[/]"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("conversations x systems"), TimeElapsedColumn(), disable=not progress,
+                  transient=False) as bar:
+        task = bar.add_task("run", total=total)
+        if cfg.workers <= 1:
+            for s, prof, n in jobs:
+                _, _, recs = _job((cfg, s, prof, n, None))
+                results[(s, prof)] = recs
+                bar.advance(task, n)
+        else:
+            with mp.Manager() as manager:
+                q = manager.Queue()
+                ctx = mp.get_context("spawn")
+                with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=ctx) as pool:
+                    futures = [pool.submit(_job, (cfg, s, prof, n, q)) for s, prof, n in jobs]
+                    done = 0
+                    while done < len(futures):
+                        try:
+                            bar.advance(task, q.get(timeout=0.2))
+                        except queue_mod.Empty:
+                            pass
+                        done = sum(f.done() for f in futures)
+                    for f in as_completed(futures):
+                        s, prof, recs = f.result()
+                        results[(s, prof)] = recs
+                    while True:
+                        try:
+                            bar.advance(task, q.get_nowait())
+                        except queue_mod.Empty:
+                            break
+    elapsed = time.perf_counter() - t0
+    return assemble(cfg, results, elapsed)
+
+
+def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], elapsed: float) -> dict[str, Any]:
+    main = {s: results[(s, cfg.profile)] for s in cfg.systems}
+    n = len({r.conv for r in next(iter(main.values()))}) if main else 0
+    boot = bootstrap_index(n, cfg.n_boot, cfg.seed)
+    systems = {s: summarise(recs, boot) for s, recs in main.items()}
+    sensitivity: dict[str, dict[str, Any]] = {}
+    profiles = [cfg.profile] + [p for p in cfg.sensitivity if p != cfg.profile]
+    for prof in profiles:
+        per = {s: results[(s, prof)] for s in SENSITIVITY_SYSTEMS if (s, prof) in results}
+        if not per:
+            continue
+        nb = len({r.conv for r in next(iter(per.values()))})
+        b = bootstrap_index(nb, cfg.n_boot, cfg.seed)
+        sensitivity[prof] = {
+            "systems": {s: {k: v for k, v in summarise(recs, b).items()
+                            if k in ("success_rate", "context_loss_rate", "accuracy", "rouge_l", "latency_mean_s",
+                                     "prompt_tokens_per_turn", "calls_per_turn")}
+                        for s, recs in per.items()},
+            "ratios": ratios(per, b),
+        }
+    config = cfg.model_dump(exclude={"api_key"})
+    config["elapsed_s"] = round(elapsed, 2)
+    from importlib.metadata import version
+
+    config["rapo_version"] = version("rapo")
+    return {
+        "config": config,
+        "systems": systems,
+        "ratios": ratios(main, boot),
+        "paper": PAPER,
+        "sensitivity": sensitivity,
+        "records": [r.model_dump() for recs in main.values() for r in recs],
+    }
+
+
+def write_results(results: dict[str, Any], out: Path) -> Path:
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    path.write_text(json.dumps(results, separators=(",", ":")))
+    return path

@@ -1,0 +1,345 @@
+"""Consensus over several agents' answers: parse, normalise, vote, and stop fanning out early.
+
+Voting is on normalised answer values (exact agreement is what a user checks); the consensus
+dynamics of :mod:`rapo.theory` run on the answers' embeddings alongside, as diagnostics and as the
+tie-break, so every vote also checks the step-size theorem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import unicodedata
+from decimal import Decimal, InvalidOperation
+from typing import Awaitable, Callable, Generic, Sequence, TypeVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from rapo.theory import DynamicsResult, run_dynamics
+from rapo.types import RapoError
+
+__all__ = [
+    "FanOutResult",
+    "VoteResult",
+    "consensus_weights",
+    "extract_answer",
+    "fan_out",
+    "normalise_answer",
+    "vote",
+]
+
+T = TypeVar("T")
+
+# --- answers -----------------------------------------------------------------------------------
+
+_ANSWER_LINE = re.compile(r"^\s*[*_#>\s]*answer[*_\s]*:[*_\s]*(.*?)[*_\s]*$", re.IGNORECASE)
+
+
+def extract_answer(text: str) -> str:
+    """The value after the last ``Answer:`` line; failing that the last non-empty line.
+
+    Markdown emphasis around the label (``**Answer:**``) is tolerated because real models add it.
+    """
+    lines = text.splitlines()
+    for line in reversed(lines):
+        match = _ANSWER_LINE.match(line)
+        if match:
+            return match.group(1).strip()
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+_NUM_TOKEN = re.compile(r"(?<![\w.,])([+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[+-]?\.\d+)(?![\w]|[.,]\d)")
+_DOLLAR = re.compile(r"(?<!\w)([+-]?)(?:us)?\$\s*([0-9][0-9,]*(?:\.[0-9]+)?|\.[0-9]+)")
+_PERCENT = re.compile(r"([0-9])\s*%")
+_UNIT_ALIASES = {"usd": "dollars", "dollar": "dollars", "percents": "percent", "pct": "percent"}
+_ARTICLES = frozenset({"a", "an", "the"})
+_EDGE = "".join(
+    [".,;:!?\"'`*()[]{}<>_~|\\/", "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026\u2013\u2014"]
+)
+_DOT_DIGITS = frozenset(f".{d}" for d in "0123456789")
+_YES_NO = re.compile(r"^(yes|no)(?:\s*[,.;:!\u2014\u2013-]|\s*$|\s+(?:it|that|this|they|he|she)\b)")
+_BOOL_WORDS = {"true": "yes", "correct": "yes", "false": "no", "incorrect": "no"}
+
+
+def _canonical_number(token: str) -> str:
+    """One spelling per number: no separators, no trailing zeros, no '+', no '-0'."""
+    try:
+        value = Decimal(token.replace(",", ""))
+    except InvalidOperation:  # pragma: no cover - the regex only passes valid numbers
+        return token
+    if value == 0:
+        return "0"
+    text = format(value.normalize(), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _strip_edges(text: str) -> str:
+    """Drop punctuation around the value, but keep a sign that belongs to a leading number."""
+    text = text.strip().rstrip(_EDGE + "+-").strip()
+    while text:
+        head = text[0]
+        starts_number = len(text) > 1 and (text[1] in "0123456789" or text[1:3] in _DOT_DIGITS)
+        if head == "." and len(text) > 1 and text[1] in "0123456789":
+            break  # ".5"
+        if head.isspace() or head in _EDGE or (head in "+-" and not starts_number):
+            text = text[1:]
+        else:
+            break
+    return text.strip()
+
+
+def _normalise_once(value: str) -> str:
+    text = unicodedata.normalize("NFKC", value).lower()
+    text = _DOLLAR.sub(lambda m: f"{m.group(1)}{m.group(2)} dollars", text)
+    text = _PERCENT.sub(r"\1 percent", text)
+    text = _strip_edges(" ".join(text.split()))
+    match = _YES_NO.match(text)
+    if match:
+        return match.group(1)
+    text = _NUM_TOKEN.sub(lambda m: _canonical_number(m.group(1)), text)
+    words = [_UNIT_ALIASES.get(word, word) for word in text.split()]
+    kept = [word for word in words if word not in _ARTICLES]
+    text = " ".join(kept if kept else words)  # "A" as a multiple-choice answer survives
+    text = _strip_edges(text)
+    return _BOOL_WORDS.get(text, text)
+
+
+def normalise_answer(value: str) -> str:
+    """Canonical form for voting, so "$1,200.00", "1200 dollars" and "1200.0 Dollars." agree.
+
+    Lowercase; "$150" -> "150 dollars", "12%" -> "12 percent"; numbers without thousands
+    separators or trailing zeros; "Yes." / "yes, it is" -> "yes" (and "true"/"false" -> yes/no);
+    articles and surrounding punctuation dropped; whitespace collapsed. Idempotent.
+    """
+    text = value
+    for _ in range(4):  # each pass only removes or canonicalises; it settles in one or two
+        nxt = _normalise_once(text)
+        if nxt == text:
+            break
+        text = nxt
+    return text
+
+
+# --- voting -------------------------------------------------------------------------------------
+
+
+def consensus_weights(vectors: np.ndarray, capabilities: np.ndarray) -> np.ndarray:
+    """w_ij = sqrt(c_i c_j) * max(0, cos_ij), zero diagonal: capable agents that agree pull hardest."""
+    vec = np.asarray(vectors, dtype=np.float64)
+    cap = np.asarray(capabilities, dtype=np.float64)
+    if vec.ndim != 2:
+        raise RapoError(f"vectors must be an (m, d) array of answer embeddings, got shape {vec.shape}")
+    if cap.shape != (vec.shape[0],):
+        raise RapoError(
+            f"capabilities must have one entry per answer ({vec.shape[0]}), got shape {cap.shape}"
+        )
+    if not (np.all(np.isfinite(vec)) and np.all(np.isfinite(cap))):
+        raise RapoError("vectors and capabilities must be finite numbers")
+    if np.any(cap < 0):
+        raise RapoError("capabilities must be >= 0 (they are success probabilities)")
+    norms = np.linalg.norm(vec, axis=1)
+    unit = np.divide(vec, norms[:, None], out=np.zeros_like(vec), where=norms[:, None] > 0)
+    cos = np.clip(unit @ unit.T, 0.0, None)
+    root = np.sqrt(cap)
+    w = np.outer(root, root) * cos
+    w = 0.5 * (w + w.T)  # exact symmetry, whatever the rounding of the product
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+class VoteResult(BaseModel):
+    """The winning answer, how strongly it was backed, and the dynamics that ran alongside."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    winner: int  # representative agent: the most capable member of the winning cluster
+    value: str  # normalised
+    agreement: float  # winner support / total support
+    support: dict[str, float]
+    clusters: dict[str, list[int]]
+    dynamics: DynamicsResult
+
+
+def _closeness(final: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Cosine of each final dynamics vector to the capability-weighted centroid."""
+    centroid = cap @ final / cap.sum()
+    norms = np.linalg.norm(final, axis=1) * np.linalg.norm(centroid)
+    dots = final @ centroid
+    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+
+
+def vote(
+    values: list[str], vectors: np.ndarray, capabilities: np.ndarray, lam: float = 1.0
+) -> VoteResult:
+    """Capability-weighted vote over normalised values; ties go to the cluster nearest the consensus.
+
+    Empty answers count in the total (an agent that said nothing did not agree) but cannot win
+    unless every answer is empty. If every capability is 0, each agent counts 1.
+    """
+    if not values:
+        raise RapoError("vote needs at least one answer")
+    vec = np.asarray(vectors, dtype=np.float64)
+    cap = np.asarray(capabilities, dtype=np.float64)
+    if vec.ndim != 2 or vec.shape[0] != len(values):
+        raise RapoError(
+            f"vectors must have one row per answer: {len(values)} answers, shape {vec.shape}"
+        )
+    w = consensus_weights(vec, cap)  # validates capabilities
+    if cap.sum() == 0:
+        cap = np.ones_like(cap)
+    dynamics = run_dynamics(vec, w, vec, lam)
+    closeness = _closeness(dynamics.x, cap)
+
+    normalised = [normalise_answer(v) for v in values]
+    clusters: dict[str, list[int]] = {}
+    for i, key in enumerate(normalised):
+        clusters.setdefault(key, []).append(i)
+    support = {key: float(cap[idx].sum()) for key, idx in clusters.items()}
+    candidates = [key for key in clusters if key] or list(clusters)
+    top = max(support[key] for key in candidates)
+    tied = [key for key in candidates if math.isclose(support[key], top, rel_tol=1e-12, abs_tol=1e-12)]
+    # max() keeps the first maximum, and clusters are in first-appearance order: lowest index wins.
+    value = max(tied, key=lambda key: float(closeness[clusters[key]].mean()))
+    members = clusters[value]
+    winner = members[int(np.argmax(cap[members]))]
+    total = float(cap.sum())
+    return VoteResult(
+        winner=winner,
+        value=value,
+        agreement=support[value] / total,
+        support=support,
+        clusters=clusters,
+        dynamics=dynamics,
+    )
+
+
+# --- fan-out with early stop ----------------------------------------------------------------------
+
+
+class FanOutResult(BaseModel, Generic[T]):
+    """What a fan-out counted; `latency_s` is the time the caller waited on the virtual timeline."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    results: list[T | None]  # aligned with calls; None when cancelled, failed or not counted
+    used: list[int]  # indices counted: latency <= the deciding latency
+    stopped_early: bool  # agreement reached before every call was counted
+    decided: bool  # agreement reached at all
+    value: str | None  # the leading normalised value (None if nothing answered)
+    agreement: float  # its weight / the weight of all calls
+    latency_s: float
+    cancelled: list[int]
+    errors: dict[int, str]
+
+
+def _decide(
+    order: list[tuple[float, int, str]], weights: np.ndarray, need: float
+) -> tuple[int, str | None, float]:
+    """Walk finished results in latency order; return (prefix length, leading value, its weight).
+
+    Prefix length is 0 when no prefix reaches `need`; then value/weight describe all of `order`.
+    Leading value: most weight, ties to the value that got its first vote earlier.
+    """
+    tally: dict[str, float] = {}
+    lead: str | None = None
+    for pos, (_, idx, value) in enumerate(order, start=1):
+        if not value:
+            continue
+        tally[value] = tally.get(value, 0.0) + float(weights[idx])
+        if lead is None or tally[value] > tally[lead]:
+            lead = value
+        if tally[lead] >= need:
+            return pos, lead, tally[lead]
+    return 0, lead, tally.get(lead, 0.0) if lead is not None else 0.0
+
+
+async def fan_out(
+    calls: Sequence[Callable[[], Awaitable[T]]],
+    *,
+    value_of: Callable[[T], str],
+    latency_of: Callable[[T], float],
+    weights: Sequence[float],
+    threshold: float,
+) -> FanOutResult[T]:
+    """Run calls concurrently and stop as soon as one normalised answer carries `threshold` of the weight.
+
+    The total is the weight of *all* calls, finished or not, so an early decision cannot be
+    overturned by the calls it cancels. Results are ordered by `latency_of`, not by completion in
+    the event loop, because a simulated backend reports virtual latency and returns instantly.
+    A call that raises is recorded in `errors` and casts no vote; if every call raises, the first
+    (lowest index) exception is raised.
+    """
+    n = len(calls)
+    if n == 0:
+        raise RapoError("fan_out needs at least one call")
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise RapoError(f"weights must be {n} finite numbers >= 0, one per call, got {list(weights)!r}")
+    if not (math.isfinite(threshold) and 0 <= threshold <= 1):
+        raise RapoError(f"threshold is a fraction of the total weight in [0, 1], got {threshold!r}")
+    need = threshold * float(w.sum())
+
+    async def invoke(call: Callable[[], Awaitable[T]]) -> T:
+        return await call()
+
+    tasks = [asyncio.ensure_future(invoke(call)) for call in calls]
+    index = {task: i for i, task in enumerate(tasks)}
+    finished: dict[int, T] = {}
+    order: list[tuple[float, int, str]] = []
+    failures: dict[int, BaseException] = {}
+    pending: set[asyncio.Future[T]] = set(tasks)
+    prefix, lead, lead_weight = 0, None, 0.0
+    try:
+        while pending and not prefix:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=index.__getitem__):
+                i = index[task]
+                if task.cancelled():
+                    failures[i] = asyncio.CancelledError(f"call {i} was cancelled from outside")
+                    continue
+                exc = task.exception()
+                if exc is not None:
+                    failures[i] = exc
+                    continue
+                result = task.result()
+                latency = float(latency_of(result))
+                if not math.isfinite(latency) or latency < 0:
+                    raise RapoError(f"latency_of gave {latency!r} for call {i}: need seconds >= 0")
+                finished[i] = result
+                order.append((latency, i, normalise_answer(value_of(result))))
+            order.sort(key=lambda item: (item[0], item[1]))
+            prefix, lead, lead_weight = _decide(order, w, need)
+    finally:
+        still_running = [task for task in tasks if not task.done()]
+        for task in still_running:
+            task.cancel()
+        if still_running:
+            await asyncio.gather(*still_running, return_exceptions=True)
+
+    errors = {i: (str(exc) or type(exc).__name__) for i, exc in sorted(failures.items())}
+    if not finished:
+        raise failures[min(failures)]
+    cancelled = sorted(index[task] for task in still_running)
+    decided = prefix > 0
+    counted = order[:prefix] if decided else order
+    used = sorted(i for _, i, _ in counted)
+    results: list[T | None] = [finished[i] if i in used else None for i in range(n)]
+    total = float(w.sum())
+    return FanOutResult(
+        results=results,
+        used=used,
+        stopped_early=decided and len(used) + len(errors) < n,
+        decided=decided,
+        value=lead,
+        agreement=lead_weight / total if total > 0 else 0.0,
+        latency_s=max(item[0] for item in counted),
+        cancelled=cancelled,
+        errors=errors,
+    )

@@ -1,0 +1,495 @@
+"""Statements from plain conversation text: the facts ledger's only input.
+
+Users never hand rapo structured facts, so every sentence a user (or agent) writes is split into
+clauses, and each clause of the form "<subject> is <value>" becomes a `Statement` keyed by what it
+is about. The key must not depend on phrasing ("A17's refund limit", "the refund limit for order
+A17", "For order A17, the refund limit ...") or a later correction would not supersede the earlier
+value; and it must keep near-duplicates apart ("A17" vs "A71", "refund limit" vs "refund window"),
+or a distractor would overwrite the real fact. Pure regex and word lists: no model call.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Statement",
+    "extract_statements",
+    "parse_subject",
+    "find_value_ids",
+    "normalise_word",
+    "normalise_value",
+    "split_sentences",
+    "is_question_or_request",
+    "make_key",
+]
+
+
+class Statement(BaseModel):
+    """One "<subject> is <value>" clause, with the subject normalised to a key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    subject: str
+    key: str
+    entity_ids: tuple[str, ...]
+    attribute: str
+    value: str
+    value_ids: tuple[str, ...]
+    text: str
+    is_update: bool = False
+
+
+# --- word lists -----------------------------------------------------------------------------
+
+DETERMINERS = frozenset(
+    "the a an this that these those its their our my your his her each every any some".split()
+)
+PREPOSITIONS = frozenset(
+    "for of on in at to with about regarding concerning from by under per within into onto".split()
+)
+# Words that qualify a value in time rather than name a different attribute: "the new limit" and
+# "the limit" are the same subject, so an update phrased either way supersedes.
+QUALIFIERS = frozenset("new current latest updated revised old actual present final".split())
+PRONOUNS = frozenset(
+    "it there here he she they we i you who which what everything nothing something "
+    "anything someone everyone one me us them him".split()
+)
+STOP_ATTRIBUTE = DETERMINERS | PREPOSITIONS | QUALIFIERS | PRONOUNS | frozenset({"and", "or", "s"})
+
+# Nouns that name the kind of an identified thing ("order A17", "the Gold tier"). Dropped from the
+# key so "order A17's limit" and "A17's limit" match; the generic rule in `_type_noun_positions`
+# covers nouns missing here.
+TYPE_NOUNS = frozenset(
+    """order customer client account user ticket invoice item product sku applicant loan module
+    component tier band grade plan project case employee member patient vendor supplier store shop
+    branch region contract policy claim request job task part unit batch lot shipment package
+    parcel team device machine server site building room flight booking reservation subscription
+    model version release feature issue bug id number no""".split()
+)
+# Capitalised words that are not names even mid-sentence.
+NOT_NAMES = frozenset(
+    """i i'm i've i'd i'll ok okay monday tuesday wednesday thursday friday saturday sunday january
+    february march april may june july august september october november december usd eur gbp""".split()
+)
+
+# Openers that frame a statement without being part of it. Update markers set `is_update`.
+_UPDATE_PREFIX = (
+    r"correction|corrections|correcting|update|updated|updates|actually|in fact|wait|sorry|oops|"
+    r"scratch that|change of plans?|change|changes|revision|revised|amendment|edit|new info(?:rmation)?|"
+    r"as of now|as of today|from now on|going forward|effective (?:now|immediately|today)"
+)
+_PLAIN_PREFIX = (
+    r"please note(?: that)?|note(?: that)?|nb|n\.b\.|fyi|for your information|ps|p\.s\.|btw|by the way|"
+    r"just so you know|for the record|heads up|important|reminder|remember(?: that)?|"
+    r"keep in mind(?: that)?|bear in mind(?: that)?|be aware(?: that)?|please be aware(?: that)?|"
+    r"i (?:should|must|want to|wanted to|'d like to|would like to|need to) (?:mention|note|add|say|point out|tell you|let you know)(?: that)?|"
+    r"let me (?:add|mention|note|clarify|remind you)(?: that)?|i can confirm(?: that)?|we(?:'ve| have) confirmed(?: that)?|"
+    r"since|because|as|given(?: that)?|so|therefore|thus|hence|which means(?: that)?|this means(?: that)?|"
+    r"(?:it )?turns out(?: that)?|i think(?: that)?|i believe(?: that)?|i guess|apparently|also|and|so|oh|well|ok|okay|"
+    r"one more thing|another thing|in addition|additionally|furthermore|moreover|besides|finally|lastly|"
+    r"first|firstly|second|secondly|third|thirdly|next|then|here is an update|here's an update|"
+    r"hi|hello|hey|thanks|thank you|great|good|alright|all right|right|yes|no|sure|got it|understood"
+)
+_PREFIX_RE = re.compile(
+    rf"^\s*(?:(?P<upd>{_UPDATE_PREFIX})|(?:{_PLAIN_PREFIX}))\b\s*(?:[:,\-\u2013\u2014!.]+\s*|\s+)",
+    re.IGNORECASE,
+)
+# A bare "Correction" sentence also flags the next clause; handled by `_strip_prefixes`.
+
+_QUESTION_START = frozenset(
+    """what which who whom whose when where why how is are was were does do did can could would will
+    should shall may might has have had isn't aren't doesn't don't didn't won't wouldn't couldn't""".split()
+)
+_REQUEST_RE = re.compile(
+    r"^\s*(?:please\s+(?!note\b|be aware\b)\w+|tell me|remind me|give me|show me|let me know|"
+    r"(?:list|calculate|compute|work out|figure out|summari[sz]e|find|check|verify|confirm|compare|plan|"
+    r"draft|write|explain|describe|estimate|add up|sum|total|schedule|outline|review|recap|determine|"
+    r"look up|double-check)\s+(?:the|a|an|me|us|all|whether|if|that|how|what|which|who|my|our|your|out|"
+    r"it|this|these|those|each|every|both|for|up|when|where)\b|"
+    r"i need|i want|i'd like|i would like|i wonder|we need|help me|could we|can we|let's|lets|"
+    r"if|unless|whether|once)\b",
+    re.IGNORECASE,
+)
+
+# Copula and assignment forms, longest first so "has changed to" wins over "has".
+_VERB_FORMS: tuple[tuple[str, bool], ...] = (
+    ("has been changed to", True),
+    ("has been updated to", True),
+    ("has been set to", True),
+    ("has been raised to", True),
+    ("has been lowered to", True),
+    ("has been increased to", True),
+    ("has been reduced to", True),
+    ("has changed to", True),
+    ("have changed to", True),
+    ("was changed to", True),
+    ("were changed to", True),
+    ("was updated to", True),
+    ("is updated to", True),
+    ("was raised to", True),
+    ("was lowered to", True),
+    ("was increased to", True),
+    ("was reduced to", True),
+    ("was set to", False),
+    ("is set to", False),
+    ("are set to", False),
+    ("changed to", True),
+    ("is now", True),
+    ("are now", True),
+    ("is still", False),
+    ("should be", False),
+    ("will be", False),
+    ("becomes", True),
+    ("equals", False),
+    ("is", False),
+    ("are", False),
+    ("was", False),
+    ("were", False),
+    ("=", False),
+)
+_VERB_RE = re.compile(
+    r"(?:(?<=\s)|^)(?P<verb>"
+    + "|".join(re.escape(v) for v, _ in _VERB_FORMS)
+    + r")(?=\s)",
+    re.IGNORECASE,
+)
+_VERB_UPDATE = {v: u for v, u in _VERB_FORMS}
+
+# Tails that name the old value or restate the time: removed from the value.
+_VALUE_TAIL_RE = re.compile(
+    r"(?:,?\s+(?:not|instead of|rather than|no longer)\s+.*"
+    r"|,\s*(?:down|up)\s+from\s+.*"
+    r"|\s*\((?:was|previously|formerly|not)\b[^)]*\)"
+    r"|,?\s+(?:previously|formerly)\s+.*"
+    r"|\s+(?:now|from now on|going forward|as of (?:now|today)|effective immediately|instead|anymore))\s*$",
+    re.IGNORECASE,
+)
+_UPDATE_WORDS_RE = re.compile(
+    r"\b(?:now|changed|updated|update|correction|corrected|actually|instead|no longer|revised|"
+    r"anymore|new|raised|lowered|increased|reduced|from now on)\b|,\s*not\s",
+    re.IGNORECASE,
+)
+
+_TOKEN_RE = re.compile(r"#?[A-Za-z0-9][A-Za-z0-9_\-./]*[A-Za-z0-9]|#?[A-Za-z0-9]|'s\b|\u2019s\b")
+_HAS_DIGIT = re.compile(r"\d")
+_HAS_ALPHA = re.compile(r"[A-Za-z]")
+_SENTENCE_SPLIT_RE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#])|\n+")
+_CLAUSE_SEP_RE = re.compile(
+    r"\s*;\s*|,\s+(?:and|but|while|whereas|so|plus)\s+|,\s+|\s+(?:and|but|while|whereas)\s+",
+    re.IGNORECASE,
+)
+_FRAME_RE = re.compile(
+    r"^(?:for|regarding|concerning|about|as for|as to|on|with regard to|with respect to|in the case of)\s+(?P<frame>[^,]{1,80}),\s+",
+    re.IGNORECASE,
+)
+_MAX_SUBJECT_TOKENS = 16
+# "Answer: 150 dollars" and chat role labels are framing, not facts about an "answer".
+_NOT_SUBJECT_HEADS = (
+    r"(?:final |short |my |the )?(?:answer|result|reasoning|rationale|explanation|thoughts?|note|"
+    r"question|q|a|user|assistant|system|agent|step \d+|summary|conclusion|output|response|reply)"
+)
+
+
+# --- normalisation helpers ------------------------------------------------------------------
+
+
+def normalise_word(word: str) -> str:
+    """Lowercase with light plural stripping, so "limits" and "limit" key the same."""
+    w = word.lower().strip("'\u2019")
+    if len(w) <= 3 or _HAS_DIGIT.search(w):
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        return w[:-3] + "y"
+    if w.endswith("sses"):
+        return w[:-2]
+    if w.endswith(("ches", "shes", "xes", "zzes")):
+        return w[:-2]
+    if w.endswith("s") and not w.endswith(("ss", "us", "is", "ys")):
+        return w[:-1]
+    return w
+
+
+def normalise_value(value: str) -> str:
+    """Compare values, not their punctuation: "$1,200." and "1200" differ only in form."""
+    v = value.lower().strip()
+    v = re.sub(r"(?<=\d),(?=\d{3}\b)", "", v)
+    v = re.sub(r"^(?:the|a|an)\s+", "", v)
+    v = re.sub(r"[^\w.%\s-]", " ", v)
+    v = v.strip(" .")
+    return re.sub(r"\s+", " ", v)
+
+
+def make_key(attribute: str, entity_ids: Iterable[str]) -> str:
+    ids = " ".join(sorted(set(entity_ids)))
+    return f"{attribute}|{ids}" if ids else attribute
+
+
+def _tokens(text: str) -> list[str]:
+    return _TOKEN_RE.findall(text)
+
+
+def _is_possessive(tok: str) -> bool:
+    return tok in ("'s", "\u2019s")
+
+
+def _is_code(tok: str) -> bool:
+    """A17, C5, P12, #552: a token with a digit and a letter (or a hash)."""
+    return bool(_HAS_DIGIT.search(tok)) and (bool(_HAS_ALPHA.search(tok)) or tok.startswith("#"))
+
+
+def _is_name(tok: str, initial: bool) -> bool:
+    """Capitalised word used as a name (Gold, Amber); sentence-initial capitals are not names."""
+    if initial or not tok[:1].isupper() or _HAS_DIGIT.search(tok):
+        return False
+    return tok.lower() not in NOT_NAMES
+
+
+def _id_positions(toks: list[str], *, in_value: bool) -> set[int]:
+    """Indices of identifier tokens. In a subject every digit run is an id ("order 1234"); in a
+    value a bare number is a quantity unless a type noun or '#' precedes it."""
+    out: set[int] = set()
+    words = [i for i, t in enumerate(toks) if not _is_possessive(t)]
+    first = words[0] if words else -1
+    for i in words:
+        t = toks[i]
+        if _is_code(t):
+            out.add(i)
+        elif t.isdigit():
+            prev = toks[i - 1].lower() if i > 0 else ""
+            if not in_value or prev in TYPE_NOUNS:
+                out.add(i)
+        elif _is_name(t, initial=(i == first and not in_value)):
+            out.add(i)
+    # A sentence-initial capital is a name when it is possessive ("Alice's") or typed ("Gold tier").
+    if first >= 0 and not in_value and first not in out and toks[first][:1].isupper():
+        nxt = toks[first + 1] if first + 1 < len(toks) else ""
+        word = toks[first].lower()
+        if word not in NOT_NAMES and word not in STOP_ATTRIBUTE and word not in TYPE_NOUNS and (
+            _is_possessive(nxt) or nxt.lower() in TYPE_NOUNS
+        ):
+            out.add(first)
+    return out
+
+
+def _id_form(tok: str) -> str:
+    return tok.lower().lstrip("#")
+
+
+def _type_noun_positions(toks: list[str], ids: set[int]) -> set[int]:
+    """Words naming an identified thing's kind: "order A17", "the Gold tier", "tier Gold"."""
+    out: set[int] = set()
+    for i in sorted(ids):
+        j = i - 1
+        if j >= 0 and j not in ids and not _is_possessive(toks[j]):
+            w = toks[j].lower()
+            before = toks[j - 1].lower() if j >= 1 else ""
+            if w in TYPE_NOUNS or (
+                w not in STOP_ATTRIBUTE
+                and (j == 0 or before in DETERMINERS or before in PREPOSITIONS or before == "and")
+                and (i + 1 >= len(toks) or _is_possessive(toks[i + 1]) or toks[i + 1].lower() in PREPOSITIONS
+                     or toks[i + 1].lower() in ("and", "or"))
+            ):
+                out.add(j)
+        k = i + 1
+        if k < len(toks) and k not in ids and not _HAS_DIGIT.search(toks[i]):
+            w = toks[k].lower()
+            after = toks[k + 1].lower() if k + 1 < len(toks) else ""
+            before = toks[i - 1].lower() if i >= 1 else ""
+            ends = k + 1 >= len(toks) or _is_possessive(toks[k + 1]) or after in PREPOSITIONS
+            if normalise_word(w) in TYPE_NOUNS or (
+                w not in STOP_ATTRIBUTE and ends and (i == 0 or before in DETERMINERS)
+            ):
+                out.add(k)
+    return out
+
+
+def parse_subject(subject: str) -> tuple[str, tuple[str, ...]]:
+    """A subject phrase to (attribute, sorted entity ids): the two halves of the key."""
+    toks = _tokens(subject)
+    ids = _id_positions(toks, in_value=False)
+    types = _type_noun_positions(toks, ids)
+    attr = [
+        normalise_word(t)
+        for i, t in enumerate(toks)
+        if i not in ids and i not in types and not _is_possessive(t) and t.lower() not in STOP_ATTRIBUTE
+    ]
+    attr = [w for w in attr if w and w not in STOP_ATTRIBUTE]
+    if not attr and types:
+        attr = [normalise_word(toks[i]) for i in sorted(types)]
+    entity_ids = tuple(sorted({_id_form(toks[i]) for i in ids}))
+    return " ".join(attr), entity_ids
+
+
+def find_value_ids(value: str) -> tuple[str, ...]:
+    toks = _tokens(value)
+    return tuple(sorted({_id_form(toks[i]) for i in _id_positions(toks, in_value=True)}))
+
+
+# --- sentence and clause splitting ----------------------------------------------------------
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = _SENTENCE_SPLIT_RE.split(text)
+    return [p.strip() for p in parts if p and p.strip()]
+
+
+def _strip_prefixes(clause: str) -> tuple[str, bool]:
+    """Remove discourse openers, repeatedly ("Update: actually, ..."); report update markers."""
+    update = False
+    for _ in range(6):
+        m = _PREFIX_RE.match(clause)
+        if not m or m.end() >= len(clause):
+            break
+        update = update or m.group("upd") is not None
+        clause = clause[m.end():]
+    return clause.strip(), update
+
+
+def is_question_or_request(clause: str) -> bool:
+    c = clause.strip()
+    if not c:
+        return True
+    if c.endswith("?"):
+        return True
+    first = c.split(None, 1)[0].lower().rstrip(",:")
+    if first in _QUESTION_START:
+        return True
+    return bool(_REQUEST_RE.match(c))
+
+
+def _has_verb(piece: str) -> bool:
+    return _find_verb(piece) is not None or _colon_split(piece) is not None
+
+
+def _split_clauses(sentence: str) -> list[str]:
+    """Split on '; ', ', and ', ' and ', ', ' only where both sides hold a statement, so
+    "For order A17, the limit is 5" and "A is 1, not 2" stay whole."""
+    pieces: list[str] = []
+    seps: list[str] = []
+    pos = 0
+    for m in _CLAUSE_SEP_RE.finditer(sentence):
+        pieces.append(sentence[pos:m.start()])
+        seps.append(m.group(0))
+        pos = m.end()
+    pieces.append(sentence[pos:])
+    out: list[str] = []
+    cur = pieces[0]
+    for sep, piece in zip(seps, pieces[1:]):
+        if _has_verb(cur) and _has_verb(piece) and not _FRAME_RE.match(cur + sep):
+            out.append(cur)
+            cur = piece
+        else:
+            cur = cur + sep + piece
+    out.append(cur)
+    return [c.strip() for c in out if c.strip()]
+
+
+def _find_verb(clause: str) -> re.Match[str] | None:
+    for m in _VERB_RE.finditer(clause):
+        if m.start() == 0:
+            continue
+        return m
+    return None
+
+
+def _colon_split(clause: str) -> tuple[str, str] | None:
+    head, sep, tail = clause.partition(":")
+    if not sep or not tail.strip() or not head.strip():
+        return None
+    if len(_tokens(head)) > 8 or _VERB_RE.search(head):
+        return None
+    if re.fullmatch(_NOT_SUBJECT_HEADS, head.strip().lower()):
+        return None
+    return head.strip(), tail.strip()
+
+
+def _clean_value(value: str) -> tuple[str, bool]:
+    v = value.strip().strip("\"'\u201c\u201d").rstrip(" .!;:,").strip()
+    update = False
+    for _ in range(3):
+        new = _VALUE_TAIL_RE.sub("", v).rstrip(" .!;:,").strip()
+        if new == v:
+            break
+        update = True
+        v = new
+    return v.strip("\"'\u201c\u201d").strip(), update
+
+
+# --- the public entry point -----------------------------------------------------------------
+
+
+def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: bool) -> Statement | None:
+    verb_m = _find_verb(clause)
+    colon = _colon_split(clause)
+    if colon is not None and (verb_m is None or clause.index(":") < verb_m.start()):
+        subject, raw_value = colon
+        verb_update = False
+    elif verb_m is not None:
+        subject = clause[: verb_m.start()].strip()
+        raw_value = clause[verb_m.end():]
+        verb_update = _VERB_UPDATE.get(verb_m.group("verb").lower(), False)
+    else:
+        return None
+    value, tail_update = _clean_value(raw_value)
+    if not value or re.match(r"(?i)not\b|n't\b", value):
+        return None  # a negation states no value
+    subject = subject.strip(" ,")
+    full_subject = f"{frame}, {subject}" if frame else subject
+    if not subject or len(_tokens(full_subject)) > _MAX_SUBJECT_TOKENS:
+        return None
+    attribute, entity_ids = parse_subject(full_subject)
+    if not entity_ids and inherited_ids and re.match(r"(?i)(?:its|their|it's)\b", subject):
+        entity_ids = inherited_ids
+    if not attribute and not entity_ids:
+        return None
+    upd = update or verb_update or tail_update or bool(_UPDATE_WORDS_RE.search(subject))
+    return Statement(
+        subject=full_subject,
+        key=make_key(attribute, entity_ids),
+        entity_ids=entity_ids,
+        attribute=attribute,
+        value=value,
+        value_ids=find_value_ids(value),
+        text=(f"{frame}, {clause}" if frame else clause).strip().rstrip(" ,;") ,
+        is_update=upd,
+    )
+
+
+def extract_statements(text: str) -> list[Statement]:
+    """Every "<subject> is <value>" clause in `text`, in order; questions and requests skipped.
+    Never raises: odd text yields fewer statements, not an error."""
+    out: list[Statement] = []
+    if not isinstance(text, str) or not text.strip():
+        return out
+    pending_update = False
+    last_ids: tuple[str, ...] = ()
+    for sentence in split_sentences(text):
+        body, upd = _strip_prefixes(sentence)
+        bare = body.strip(" .!:").lower()
+        if re.fullmatch(_UPDATE_PREFIX, bare, re.IGNORECASE):
+            pending_update = True  # "Correction." on its own marks what follows
+            continue
+        if is_question_or_request(body) or body.rstrip().endswith("?"):
+            pending_update = False
+            continue
+        upd = upd or pending_update
+        pending_update = False
+        frame = ""
+        fm = _FRAME_RE.match(body)
+        if fm and _has_verb(body[fm.end():]):
+            frame = body[: fm.end()].rstrip(" ,")
+            body = body[fm.end():]
+        for clause in _split_clauses(body):
+            clause, cupd = _strip_prefixes(clause)
+            if is_question_or_request(clause):
+                continue
+            st = _statement(clause.rstrip(" .!"), frame, last_ids, upd or cupd)
+            if st is not None:
+                out.append(st)
+                if st.entity_ids:
+                    last_ids = st.entity_ids
+    return out

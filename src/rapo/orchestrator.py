@@ -1,0 +1,401 @@
+"""The orchestration loop: ingest -> classify -> route -> build prompt -> call (or consensus) -> update.
+
+`Orchestrator.astep` reads top to bottom as one agent transition; `arun` runs a conversation of turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from rapo.classify import RequirementClassifier
+from rapo.consensus import extract_answer, fan_out, normalise_answer, vote
+from rapo.embed import make_embedder
+from rapo.ledger import Selection
+from rapo.prompts import PromptBuilder, PromptPlan, estimate_difficulty
+from rapo.routing import Router, RoutingDecision
+from rapo.state import CapabilityMatrix, ConversationState
+from rapo.team import AgentSpec, TeamSpec
+from rapo.types import Backend, Completion, Embedder, Message, RapoError
+
+_REQUEST = re.compile(
+    r"\?|^\s*(please\s+)?(tell|compute|calculate|summari[sz]e|plan|list|explain|check|verify|find|give|show|"
+    r"write|draft|recommend|decide|compare|estimate|work out|figure out|remind|look up|identify|determine|"
+    r"answer|confirm|describe|name|propose|suggest|outline|review|assess|evaluate|choose|pick|select|count|"
+    r"sum|total|add|subtract|multiply|divide|convert|rank|sort|classify|translate|prepare|create|design)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def is_request(text: str) -> bool:
+    """Does the turn ask for something (a question or an imperative), or only state facts?"""
+    return bool(_REQUEST.search(text))
+
+
+class ContextItem(BaseModel):
+    fact_id: int
+    turn: int
+    source: str
+    text: str
+    reason: str  # named | dependency | relevant | window
+    score: float
+
+
+class RoundRecord(BaseModel):
+    agents: list[str]
+    values: dict[str, str | None]  # agent -> normalised answer (None: cancelled before it counted)
+    support: dict[str, float]
+    agreement: float
+    winner: str
+    stopped_early: bool
+    residuals: list[float]
+    alpha: float
+    lipschitz: float
+    latency_s: float
+
+
+class ConsensusRecord(BaseModel):
+    triggered_by: str  # critical | low-confidence | always
+    rounds: list[RoundRecord]
+    agreement: float
+    value: str
+
+
+class TurnRecord(BaseModel):
+    """One agent transition, as the trace shows it."""
+
+    conversation: str
+    turn: int
+    text: str
+    needs_answer: bool
+    requirement: dict[str, float] = Field(default_factory=dict)
+    requirement_source: str = "none"
+    difficulty: float | None = None
+    strategy: str | None = None
+    routing: RoutingDecision | None = None
+    agent: str | None = None
+    context: list[ContextItem] = Field(default_factory=list)
+    handoff: str | None = None
+    prompt: list[Message] = Field(default_factory=list)
+    answer: str = ""
+    value: str = ""
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    calls: int = 0
+    consensus: ConsensusRecord | None = None
+    latency_s: float = 0.0  # model time on the turn's critical path
+    overhead_s: float = 0.0  # rapo's own work in this turn (wall clock)
+    error: str | None = None
+
+
+class RunResult(BaseModel):
+    model_config = {"arbitrary_types_allowed": True}
+
+    conversation: Any  # ConversationState
+    records: list[TurnRecord]
+    error: str | None = None
+
+    @property
+    def answers(self) -> list[str]:
+        return [r.answer for r in self.records]
+
+
+def _resolve_backends(team: TeamSpec, given: Backend | Mapping[str, Backend] | None) -> dict[str, Backend]:
+    names = {a.backend or team.backend for a in team.agents}
+    if isinstance(given, Backend):
+        return {n: given for n in names}
+    given = dict(given or {})
+    from rapo.backends.registry import make_backend
+
+    for name in sorted(names - set(given)):
+        given[name] = make_backend(name, **team.backend_options.get(name, {}))
+    return given
+
+
+class Orchestrator:
+    """A team, its learned capability matrix, and the backends its agents call."""
+
+    def __init__(
+        self,
+        team: TeamSpec,
+        backends: Backend | Mapping[str, Backend] | None = None,
+        *,
+        embedder: Embedder | None = None,
+        classifier: RequirementClassifier | None = None,
+    ) -> None:
+        self.team = team
+        self.agents: list[AgentSpec] = list(team.agents)
+        self.names = [a.name for a in self.agents]
+        self.embedder = embedder or make_embedder(team.embedder)
+        self.classifier = classifier or RequirementClassifier(self.embedder, team.reasoning_types)
+        self.matrix = CapabilityMatrix.from_team(team)
+        self.router = Router(self.names, team.routing)
+        self.prompts = PromptBuilder(team.reasoning_types, adaptive=team.prompts.adaptive)
+        self.backends = _resolve_backends(team, backends)
+        self.in_flight = np.zeros(len(self.agents))
+
+    # -- conversations -------------------------------------------------------------------------
+
+    def new_conversation(self, conversation_id: str | None = None) -> ConversationState:
+        return ConversationState.new(conversation_id or uuid.uuid4().hex[:12], len(self.agents), self.embedder)
+
+    async def arun(
+        self,
+        turns: str | Sequence[str],
+        conversation: ConversationState | None = None,
+        *,
+        critical: Sequence[bool] | None = None,
+    ) -> RunResult:
+        """Run turns in order; on failure keep what was done and say what went wrong."""
+        conv = conversation or self.new_conversation()
+        texts = [turns] if isinstance(turns, str) else list(turns)
+        start = len(conv.records)
+        for i, text in enumerate(texts):
+            try:
+                await self.astep(conv, text, critical=bool(critical and critical[i]))
+            except RapoError as err:
+                return RunResult(conversation=conv, records=conv.records[start:], error=str(err))
+        return RunResult(conversation=conv, records=conv.records[start:])
+
+    def run(self, turns: str | Sequence[str], conversation: ConversationState | None = None, **kw: Any) -> RunResult:
+        """Synchronous wrapper of `arun` for scripts and notebooks without a running loop."""
+        return asyncio.run(self._run_and_close(turns, conversation, **kw))
+
+    async def _run_and_close(self, turns: Any, conversation: Any, **kw: Any) -> RunResult:
+        try:
+            return await self.arun(turns, conversation, **kw)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        for backend in {id(b): b for b in self.backends.values()}.values():
+            await backend.aclose()
+
+    def feedback(self, record: TurnRecord, success: bool) -> None:
+        """Outcome feedback from the caller: credit the agent that answered."""
+        if record.agent is None or not self.team.routing.learn:
+            return
+        r = np.array([record.requirement.get(k, 0.0) for k in self.team.reasoning_types])
+        self.matrix.update(self.names.index(record.agent), r, success)
+
+    # -- one agent transition ------------------------------------------------------------------
+
+    async def astep(
+        self,
+        conv: ConversationState,
+        text: str,
+        *,
+        requirement: Mapping[str, float] | None = None,
+        critical: bool = False,
+    ) -> TurnRecord:
+        t0 = time.perf_counter()
+        model_time = 0.0
+        conv.turn += 1
+        asked = is_request(text) or critical or requirement is not None  # a caller's flags mean "answer this"
+        record = TurnRecord(conversation=conv.id, turn=conv.turn, text=text, needs_answer=asked)
+        conv.records.append(record)
+        added = conv.ledger.add_text(text, turn=conv.turn, source="user", origin="user")
+        step_vec = self.embedder.embed([text])[0]
+
+        if not record.needs_answer and self.team.prompts.statement_turns == "ledger":
+            noted = "; ".join(f"{f.subject} is {f.value}" for f in added)
+            record.answer = f"Noted: {noted}." if noted else "Noted."
+            conv.absorb([], step_vec)
+            record.overhead_s = time.perf_counter() - t0
+            return record
+
+        r, record.requirement_source = self._requirement(text, requirement)
+        record.requirement = {k: round(float(p), 4) for k, p in zip(self.team.reasoning_types, r)}
+        decision = self.router.route(r, step_vec, self.matrix, conv.context, self.in_flight, conv.previous_agent)
+        record.routing = decision
+        selection = self._select_context(conv, text)
+        record.context = [
+            ContextItem(fact_id=s.fact.id, turn=s.fact.turn, source=s.fact.source, text=s.fact.text,
+                        reason=s.reason, score=round(float(s.score), 4))
+            for s in selection
+        ]
+        n_named = sum(s.reason == "named" for s in selection)
+        n_dep = sum(s.reason == "dependency" for s in selection)
+        record.difficulty = estimate_difficulty(r, n_named, n_dep)
+        record.handoff = self._handoff(conv)
+
+        trigger = self._consensus_trigger(critical, decision)
+        t_wait = time.perf_counter()
+        if trigger is None:
+            agent = decision.chosen_index
+            messages, plan = self._messages(agent, r, record, conv, text)
+            record.prompt, record.strategy = messages, plan.strategy_kind
+            completion = await self._call(agent, messages, sample=0)
+            record.answer, record.value = completion.text, normalise_answer(extract_answer(completion.text))
+            record.prompt_tokens, record.output_tokens, record.calls = (
+                completion.prompt_tokens, completion.output_tokens, 1)
+            model_time = completion.latency_s
+        else:
+            agent, model_time = await self._consensus(trigger, decision, r, record, conv, text)
+        waited = time.perf_counter() - t_wait
+        record.agent = self.names[agent]
+        record.latency_s = model_time
+
+        conv.absorb([agent], step_vec)
+        conv.ledger.add_text(record.answer, turn=conv.turn, source=record.agent, origin="agent")
+        conv.previous_agent, conv.last_question, conv.last_answer = agent, text, record.value
+        record.overhead_s = time.perf_counter() - t0 - waited
+        return record
+
+    # -- the parts -----------------------------------------------------------------------------
+
+    def _requirement(self, text: str, declared: Mapping[str, float] | None) -> tuple[np.ndarray, str]:
+        types = self.team.reasoning_types
+        if declared:
+            unknown = sorted(set(declared) - set(types))
+            if unknown:
+                raise RapoError(f"declared requirement names unknown reasoning types {unknown}; known: {types}")
+            r = np.array([max(0.0, float(declared.get(k, 0.0))) for k in types])
+            if r.sum() <= 0:
+                raise RapoError("a declared requirement needs at least one positive weight")
+            return r / r.sum(), "declared"
+        return np.asarray(self.classifier.classify(text), dtype=np.float64), "classifier"
+
+    def _select_context(self, conv: ConversationState, text: str) -> list[Selection]:
+        cfg = self.team.prompts
+        if cfg.relevance:
+            return conv.ledger.select(text, budget_tokens=cfg.context_budget_tokens, k_relevant=cfg.k_relevant,
+                                      exclude_origin={"agent"})
+        # Ablation: the facts of the last k turns, newest kept first under the same budget.
+        from rapo.tokens import count_tokens
+
+        window = [f for f in conv.ledger.current() if f.turn > conv.turn - cfg.history_k and f.origin != "agent"]
+        chosen: list[Selection] = []
+        used = 0
+        for f in reversed(window):
+            cost = count_tokens(f.text)
+            if used + cost > cfg.context_budget_tokens:
+                break
+            used += cost
+            chosen.append(Selection(fact=f, reason="window", score=0.0))
+        return list(reversed(chosen))
+
+    def _handoff(self, conv: ConversationState) -> str | None:
+        if conv.previous_agent is None or conv.last_question is None:
+            return None
+        question = conv.last_question if len(conv.last_question) <= 90 else conv.last_question[:87] + "..."
+        return f"{self.names[conv.previous_agent]} handled the previous request ({question}) and answered: {conv.last_answer}."
+
+    def _consensus_trigger(self, critical: bool, decision: RoutingDecision) -> str | None:
+        cfg = self.team.consensus
+        if cfg.mode == "never" or len(self.agents) < 2:
+            return None
+        if critical:
+            return "critical"
+        if cfg.mode == "always":
+            return "always"
+        if decision.confidence < cfg.low_confidence:
+            return "low-confidence"
+        return None
+
+    def _messages(
+        self, agent: int, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str, peers: str | None = None
+    ) -> tuple[list[Message], PromptPlan]:
+        spec = self.agents[agent]
+        match = float(self.matrix.mean()[agent] @ r)
+        plan = self.prompts.plan(r, record.difficulty or 0.0, match)
+        history: list[Message] = []
+        cfg = self.team.prompts
+        if cfg.history != "none":
+            past = [m for rec in conv.records[:-1] for m in (Message(role="user", content=rec.text),
+                                                            Message(role="assistant", content=rec.answer))]
+            history = past if cfg.history == "full" else past[-2 * cfg.history_k:]
+        messages = self.prompts.render(spec.template, role=spec.role, plan=plan, context=record.context,
+                                       task=text, handoff=record.handoff, history=history, peers=peers)
+        return messages, plan
+
+    async def _call(self, agent: int, messages: list[Message], sample: int) -> Completion:
+        spec = self.agents[agent]
+        backend = self.backends[spec.backend or self.team.backend]
+        self.in_flight[agent] += 1
+        try:
+            return await backend.complete(messages, model=spec.model, sample=sample)
+        finally:
+            self.in_flight[agent] -= 1
+
+    async def _consensus(
+        self, trigger: str, decision: RoutingDecision, r: np.ndarray, record: TurnRecord,
+        conv: ConversationState, text: str,
+    ) -> tuple[int, float]:
+        cfg = self.team.consensus
+        chosen = decision.ranked[: min(cfg.m, len(self.agents))]
+        weights = self.matrix.mean()[chosen] @ r
+        rounds: list[RoundRecord] = []
+        peers: str | None = None
+        total_latency = 0.0
+        winner_agent, value, agreement = chosen[0], "", 0.0
+        answers: dict[int, Completion] = {}
+        for round_no in range(cfg.max_rounds):
+            built = [self._messages(a, r, record, conv, text, peers) for a in chosen]
+            prompts = [m for m, _ in built]
+            if round_no == 0:
+                record.prompt, record.strategy = prompts[0], built[0][1].strategy_kind
+            calls = [
+                (lambda a=a, p=p: self._call(a, p, sample=round_no)) for a, p in zip(chosen, prompts)
+            ]
+            out = await fan_out(
+                calls,
+                value_of=lambda c: normalise_answer(extract_answer(c.text)),
+                latency_of=lambda c: c.latency_s,
+                weights=[float(w) for w in weights],
+                threshold=cfg.threshold,
+            )
+            used = [i for i in out.used if out.results[i] is not None]
+            if not used:
+                raise RapoError(f"consensus round {round_no + 1}: no agent answered ({out.errors})")
+            record.calls += len(calls)
+            for i, res in enumerate(out.results):
+                if res is not None and i in used:
+                    record.prompt_tokens += res.prompt_tokens
+                    record.output_tokens += res.output_tokens
+                else:  # cancelled in flight: its prompt was still sent and read
+                    from rapo.tokens import count_message_tokens
+
+                    record.prompt_tokens += count_message_tokens(m.content for m in prompts[i])
+            values = [normalise_answer(extract_answer(out.results[i].text)) for i in used]  # type: ignore[union-attr]
+            vectors = self.embedder.embed(values)
+            result = vote(values, vectors, np.asarray([weights[i] for i in used]), lam=cfg.lam)
+            winner_agent = chosen[used[result.winner]]
+            value, agreement = result.value, float(result.agreement)
+            for i in used:
+                answers[chosen[i]] = out.results[i]  # type: ignore[assignment]
+            total_latency += out.latency_s
+            rounds.append(RoundRecord(
+                agents=[self.names[a] for a in chosen],
+                values={self.names[a]: (normalise_answer(extract_answer(out.results[i].text))
+                                        if i in used and out.results[i] is not None else None)
+                        for i, a in enumerate(chosen)},
+                support={k: round(float(v), 4) for k, v in result.support.items()},
+                agreement=round(agreement, 4),
+                winner=self.names[winner_agent],
+                stopped_early=out.stopped_early,
+                residuals=[float(x) for x in result.dynamics.residuals],
+                alpha=float(result.dynamics.alpha),
+                lipschitz=float(result.dynamics.L),
+                latency_s=out.latency_s,
+            ))
+            if agreement >= cfg.threshold:
+                break
+            peers = "Other agents answered: " + "; ".join(
+                f"{self.names[chosen[i]]}: {v}" for i, v in zip(used, values)
+            ) + ". Check the facts again and give your own final answer."
+        if self.team.routing.learn and agreement >= cfg.threshold:
+            for a, completion in answers.items():
+                agree = normalise_answer(extract_answer(completion.text)) == value
+                self.matrix.update(a, r, agree)
+        record.answer = answers[winner_agent].text
+        record.value = value
+        record.consensus = ConsensusRecord(triggered_by=trigger, rounds=rounds, agreement=round(agreement, 4),
+                                           value=value)
+        return winner_agent, total_latency

@@ -1,0 +1,133 @@
+"""Reasoning-aware prompt building: sections of P_i filled for one step and one agent.
+
+The strategy section depends on what the step needs (r(s)), how hard it looks and how well the agent
+matches; the context section carries ledger facts, never the transcript, so prompts stay short and
+facts from any distance stay in view.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Sequence
+
+import numpy as np
+from jinja2 import Environment, StrictUndefined, TemplateError
+from pydantic import BaseModel
+
+from rapo.types import Message, RapoError
+
+USER_MARKER = "---user---"
+
+OUTPUT_FORMAT = (
+    "Reply with one short sentence that states the result and the facts it rests on, then a last line "
+    "'Answer: <value>' holding the value alone (a number with its unit, a name, or yes/no). "
+    "If the facts needed are not given, say so and answer 'Answer: unknown'."
+)
+
+STATIC_STRATEGY = "Answer the user's request using the facts given."
+
+TERSE = {
+    "lookup": "Read the value straight from the facts.",
+    "arithmetic": "Take the two quantities from the facts and compute.",
+    "comparison": "Compare the quantities named and name the winner.",
+    "aggregation": "Combine the quantities named over the listed items.",
+    "deduction": "Follow the links between the facts to the value asked for.",
+    "verification": "Check the claim against the current fact.",
+    "planning": "Lay out the plan directly.",
+    "summarisation": "Summarise the facts in one sentence.",
+}
+
+SCAFFOLD = {
+    "lookup": "1) Find the fact whose subject matches the question exactly (same item, same attribute; "
+    "watch for similar identifiers). 2) Use its current value. 3) State it.",
+    "arithmetic": "1) Find each quantity named, matching item and attribute exactly. 2) Write the operation "
+    "with the numbers. 3) Compute carefully and keep the unit. 4) Re-check the sum.",
+    "comparison": "1) Find the value of each item compared. 2) Put them side by side. 3) Say which one is "
+    "higher or lower as asked, naming the item, not the number.",
+    "aggregation": "1) List the value for every item named. 2) Apply the total, largest or smallest as asked. "
+    "3) Check no item is missing or counted twice.",
+    "deduction": "1) Start from the item named in the question. 2) Follow each link fact (which customer, "
+    "which tier, ...) one hop at a time, writing each hop. 3) Read the final value at the end of the chain.",
+    "verification": "1) Find the current value of the subject in the claim (later corrections replace "
+    "earlier values). 2) Compare it with the claimed value. 3) Answer yes only if they match.",
+    "planning": "1) List the constraints. 2) Order the steps. 3) Check each constraint is met.",
+    "summarisation": "1) Collect the facts on the subject. 2) Keep only current values. 3) Say it in one "
+    "sentence.",
+}
+
+
+class PromptPlan(BaseModel):
+    strategy: str
+    strategy_kind: str  # "terse" | "scaffold" | "static"
+    dominant_type: str
+    difficulty: float
+    match: float
+
+
+class PromptBuilder:
+    def __init__(self, reasoning_types: Sequence[str], adaptive: bool = True) -> None:
+        self.types = list(reasoning_types)
+        self.adaptive = adaptive
+        self.env = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+    @lru_cache(maxsize=64)
+    def _compile(self, source: str):  # type: ignore[no-untyped-def]
+        try:
+            return self.env.from_string(source)
+        except TemplateError as err:
+            raise RapoError(f"prompt template does not compile: {err}") from None
+
+    @staticmethod
+    def default_template() -> str:
+        return resources.files("rapo").joinpath("templates/default.j2").read_text()
+
+    def plan(self, requirement: np.ndarray, difficulty: float, match: float) -> PromptPlan:
+        dominant = self.types[int(np.argmax(requirement))]
+        if not self.adaptive:
+            return PromptPlan(strategy=STATIC_STRATEGY, strategy_kind="static", dominant_type=dominant,
+                              difficulty=difficulty, match=match)
+        strong = match >= 0.9 and difficulty < 0.5
+        table = TERSE if strong else SCAFFOLD
+        strategy = table.get(dominant, STATIC_STRATEGY)
+        # A step that mixes two types gets the second one's hint too.
+        order = np.argsort(-requirement)
+        if len(order) > 1 and requirement[order[1]] >= 0.3 and not strong:
+            second = self.types[int(order[1])]
+            strategy += " Also: " + SCAFFOLD.get(second, "")
+        return PromptPlan(strategy=strategy, strategy_kind="terse" if strong else "scaffold",
+                          dominant_type=dominant, difficulty=difficulty, match=match)
+
+    def render(
+        self,
+        template: str | None,
+        *,
+        role: str,
+        plan: PromptPlan,
+        context: Sequence[object],
+        task: str,
+        handoff: str | None,
+        history: Sequence[Message] = (),
+        peers: str | None = None,
+    ) -> list[Message]:
+        source = template or self.default_template()
+        text = self._compile(source).render(
+            role=role,
+            strategy=plan.strategy,
+            output_format=OUTPUT_FORMAT,
+            context=list(context),
+            handoff=handoff or "",
+            history=list(history),
+            task=task if not peers else f"{task}\n{peers}",
+        )
+        system, sep, user = text.partition(USER_MARKER)
+        if not sep:
+            return [Message(role="user", content=system.strip())]
+        return [Message(role="system", content=system.strip()), Message(role="user", content=user.strip())]
+
+
+def estimate_difficulty(requirement: np.ndarray, n_named: int, n_dependencies: int) -> float:
+    """Rough 0..1 difficulty: more facts to combine and longer chains are harder; entropy of r adds."""
+    p = np.clip(requirement, 1e-9, 1.0)
+    entropy = float(-(p * np.log(p)).sum() / np.log(len(p))) if len(p) > 1 else 0.0
+    return float(min(1.0, 0.15 * max(n_named - 1, 0) + 0.2 * n_dependencies + 0.3 * entropy))

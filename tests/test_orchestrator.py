@@ -1,0 +1,196 @@
+"""The loop end to end on the scripted backend: routing, context, supersession, consensus, failures."""
+
+import re
+
+import numpy as np
+import pytest
+
+from rapo.backends.scripted import ScriptedBackend
+from rapo.orchestrator import Orchestrator, is_request
+from rapo.team import team_from_dict
+from rapo.tokens import count_tokens
+from rapo.types import RapoError
+
+TYPES = ["lookup", "arithmetic", "deduction", "comparison", "aggregation", "planning", "verification",
+         "summarisation"]
+
+
+def make_team(**over):
+    agents = [
+        {"name": "retriever", "role": "You retrieve facts.", "model": "m-retriever",
+         "capabilities": {"lookup": 0.95, "arithmetic": 0.5}},
+        {"name": "calculator", "role": "You compute.", "model": "m-calculator",
+         "capabilities": {"lookup": 0.6, "arithmetic": 0.95}},
+        {"name": "reasoner", "role": "You reason.", "model": "m-reasoner",
+         "capabilities": {"lookup": 0.7, "arithmetic": 0.7, "deduction": 0.95}},
+    ]
+    data = {"agents": agents, "routing": {"exploration": "none", "beta": 0.0, "delta": 0.0},
+            "consensus": {"mode": "never"}, "prompts": {"context_budget_tokens": 120}}
+    for k, v in over.items():
+        data[k] = {**data.get(k, {}), **v}
+    return team_from_dict(data)
+
+
+def answer_from_facts(messages, model):
+    """A stand-in model: answers with the last value stated for the refund limit of A17 in its prompt."""
+    text = "\n".join(m.content for m in messages)
+    found = re.findall(r"refund limit[^.\n]*?(?:is now|is|to) (\d+ dollars)", text)
+    return f"The value is {found[-1] if found else 'missing'}.\nAnswer: {found[-1] if found else 'unknown'}"
+
+
+def test_is_request():
+    assert is_request("What is the refund limit for order A17?")
+    assert is_request("Please summarise the open orders.")
+    assert not is_request("The refund limit for order A17 is 120 dollars.")
+
+
+async def test_best_capability_agent_answers_when_exploration_off():
+    backend = ScriptedBackend(lambda m, model: "ok\nAnswer: 1")
+    orch = Orchestrator(make_team(), backend)
+    conv = orch.new_conversation("c1")
+    rec = await orch.astep(conv, "What is 2 plus 3?", requirement={"arithmetic": 1.0})
+    assert rec.agent == "calculator" and backend.calls[-1].model == "m-calculator"
+    rec = await orch.astep(conv, "Look up the order.", requirement={"lookup": 1.0})
+    assert rec.agent == "retriever"
+    scores = {s.agent: s for s in rec.routing.scores}
+    assert scores["retriever"].capability == pytest.approx(orch.matrix.mean()[0] @ np.eye(8)[0])
+    assert rec.requirement_source == "declared"
+
+
+async def test_fact_forty_turns_back_reaches_prompt_under_budget():
+    backend = ScriptedBackend(answer_from_facts)
+    orch = Orchestrator(make_team(), backend)
+    conv = orch.new_conversation()
+    turns = ["The refund limit for order A17 is 120 dollars."]
+    turns += [f"The shipping fee for order B{i} is {10 + i} dollars." for i in range(40, 80)]
+    for t in turns:
+        await orch.astep(conv, t)
+    transcript_tokens = sum(count_tokens(t) for t in turns)
+    rec = await orch.astep(conv, "What is the refund limit for order A17?")
+    assert rec.value == "120 dollars"
+    assert any("A17 is 120 dollars" in c.text and c.reason == "named" for c in rec.context)
+    context_tokens = sum(count_tokens(c.text) for c in rec.context)
+    assert context_tokens <= 120 < transcript_tokens
+    prompt = "\n".join(m.content for m in rec.prompt)
+    assert prompt.count("shipping fee") <= orch.team.prompts.k_relevant  # not the transcript
+
+
+async def test_superseded_value_never_reaches_a_prompt_and_near_duplicate_keeps_its_own():
+    backend = ScriptedBackend(answer_from_facts)
+    orch = Orchestrator(make_team(), backend)
+    conv = orch.new_conversation()
+    await orch.astep(conv, "The refund limit for order A17 is 120 dollars.")
+    await orch.astep(conv, "The refund limit for order A71 is 90 dollars.")
+    for i in range(10):
+        await orch.astep(conv, f"The delivery time for order D{i} is {i + 2} days.")
+    await orch.astep(conv, "Correction: A17's refund limit is now 150 dollars.")
+    rec = await orch.astep(conv, "What is the refund limit for order A17?")
+    prompts = [c.messages for c in backend.calls]
+    assert all("120 dollars" not in m.content for p in prompts for m in p)
+    assert rec.value == "150 dollars"
+    rec2 = await orch.astep(conv, "What is the refund limit for order A71?")
+    assert any("A71 is 90 dollars" in c.text for c in rec2.context)
+    assert all("120" not in c.text for c in rec2.context)
+
+
+async def test_statement_turns_cost_no_call_and_are_acknowledged():
+    backend = ScriptedBackend(lambda m, model: "x\nAnswer: y")
+    orch = Orchestrator(make_team(), backend)
+    conv = orch.new_conversation()
+    rec = await orch.astep(conv, "The refund limit for order A17 is 120 dollars.")
+    assert rec.calls == 0 and not backend.calls and "120 dollars" in rec.answer
+
+
+def _consensus_team(**cons):
+    return make_team(consensus={"mode": "always", "m": 3, "threshold": 0.6, **cons})
+
+
+async def test_consensus_returns_majority_and_stops_early():
+    replies = {"m-retriever": "It is 150.\nAnswer: 150 dollars", "m-calculator": "It is 150.\nAnswer: $150",
+               "m-reasoner": "It is 90.\nAnswer: 90 dollars"}
+    latency = {"m-retriever": 1.0, "m-calculator": 1.2, "m-reasoner": 5.0}
+
+    class Timed(ScriptedBackend):
+        async def complete(self, messages, *, model, max_tokens=None, sample=0):
+            c = await super().complete(messages, model=model, max_tokens=max_tokens, sample=sample)
+            return c.model_copy(update={"latency_s": latency[model]})
+
+    orch = Orchestrator(_consensus_team(), Timed(lambda m, model: replies[model]))
+    conv = orch.new_conversation()
+    rec = await orch.astep(conv, "What is the refund limit for order A17?", requirement={"lookup": 1.0})
+    assert rec.value == "150 dollars"
+    assert rec.agent in ("retriever", "calculator")
+    rnd = rec.consensus.rounds[0]
+    assert rnd.stopped_early and rnd.values["reasoner"] is None  # the slow dissenter was not waited for
+    assert rec.latency_s == pytest.approx(1.2)  # max of the two that agreed, not the 5 s call
+    assert rec.consensus.agreement >= 0.6 and len(rec.consensus.rounds) == 1
+    assert rnd.alpha < 1 / (2 * rnd.lipschitz) and rnd.residuals[-1] < rnd.residuals[0] + 1e-12
+
+
+async def test_consensus_disagreement_runs_an_extra_round_with_peers_answers():
+    seen = []
+
+    def reply(messages, model):
+        text = "\n".join(m.content for m in messages)
+        seen.append("Other agents answered" in text)
+        if "Other agents answered" in text:
+            return "On reflection.\nAnswer: 150 dollars"
+        return {"m-retriever": "a\nAnswer: 150 dollars", "m-calculator": "b\nAnswer: 140 dollars",
+                "m-reasoner": "c\nAnswer: 130 dollars"}[model]
+
+    orch = Orchestrator(_consensus_team(threshold=0.9), ScriptedBackend(reply))
+    rec = await orch.astep(orch.new_conversation(), "What is the refund limit for order A17?")
+    assert len(rec.consensus.rounds) == 2 and any(seen)
+    assert rec.value == "150 dollars" and rec.consensus.agreement == pytest.approx(1.0)
+    assert rec.calls == 6
+
+
+async def test_learning_from_consensus_updates_the_matrix():
+    replies = {"m-retriever": "a\nAnswer: 7", "m-calculator": "b\nAnswer: 7", "m-reasoner": "c\nAnswer: 8"}
+    orch = Orchestrator(_consensus_team(threshold=0.5), ScriptedBackend(lambda m, model: replies[model]))
+    before = orch.matrix.mean().copy()
+    conv = orch.new_conversation()
+    for _ in range(5):
+        await orch.astep(conv, "What is 3 plus 4?", requirement={"arithmetic": 1.0})
+    after = orch.matrix.mean()
+    a = TYPES.index("arithmetic")
+    assert after[2, a] < before[2, a]  # the dissenter loses arithmetic credit
+    assert after[1, a] > before[1, a]
+
+
+async def test_failure_mid_conversation_keeps_turns_done():
+    calls = {"n": 0}
+
+    def flaky(messages, model):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RapoError("endpoint http://127.0.0.1:9 unreachable after 4 attempts")
+        return "fine\nAnswer: 1"
+
+    orch = Orchestrator(make_team(), ScriptedBackend(flaky))
+    result = await orch.arun(["The fee for order A1 is 3 dollars.", "What is the fee for order A1?",
+                              "What is the fee for order A1 plus 2?", "What is it now?"])
+    assert result.error and "unreachable" in result.error
+    assert [r.turn for r in result.records] == [1, 2, 3]
+    assert result.records[1].answer == "fine\nAnswer: 1" and result.records[2].error is None
+    assert len(result.conversation.ledger) >= 1
+
+
+def test_sync_run_wrapper_and_classifier_requirement():
+    orch = Orchestrator(make_team(), ScriptedBackend(lambda m, model: "x\nAnswer: 5 dollars"))
+    result = orch.run(["The fee for order A1 is 3 dollars.", "What is the fee for order A1 plus the fee for order A1?"])
+    rec = result.records[-1]
+    assert result.error is None and rec.requirement_source == "classifier"
+    assert max(rec.requirement, key=rec.requirement.get) == "arithmetic"
+    assert abs(sum(rec.requirement.values()) - 1) < 1e-3
+
+
+def test_unknown_backend_and_declared_type():
+    with pytest.raises(RapoError, match="unknown backend|known"):
+        Orchestrator(make_team().with_backend("nonsense"))
+    orch = Orchestrator(make_team(), ScriptedBackend())
+    with pytest.raises(RapoError, match="unknown reasoning types"):
+        orch.run_step = None
+        import asyncio
+
+        asyncio.run(orch.astep(orch.new_conversation(), "hi?", requirement={"magic": 1.0}))
