@@ -108,6 +108,12 @@ def test_frame_and_pronoun_carry_the_entity_to_later_clauses() -> None:
         ("By the way, the Steel grade's tolerance is 20 micrometres.", "tolerance|steel", "20 micrometres", False),
         ("The status of ticket 4411 is open.", "status|4411", "open", False),
         ("Our shipping policy is 30 days.", "shipping policy", "30 days", False),
+        ("We changed the shipping fee for order B22 to 9 dollars.", "shipping fee|b22", "9 dollars", True),
+        ("The shipping fee for order B22 went up to 9 dollars.", "shipping fee|b22", "9 dollars", True),
+        ("Thanks! So, just to confirm, the power draw of module M3 is now 12 watts.", "power draw|m3", "12 watts", True),
+        ("The approval limit for loan L40 equals 5000 dollars.", "approval limit|l40", "5000 dollars", False),
+        ("the delivery time for order c30 is 4 days", "delivery time|c30", "4 days", False),
+        ("Customer C5 is Gold.", "customer|c5", "Gold", False),
     ],
 )
 def test_everyday_variations(text: str, key: str, value: str, update: bool) -> None:
@@ -134,6 +140,21 @@ def test_everyday_variations(text: str, key: str, value: str, update: bool) -> N
 )
 def test_questions_requests_and_non_statements_yield_nothing(text: str) -> None:
     assert extract_statements(text) == []
+
+
+def test_agent_reply_rationale_and_answer_line() -> None:
+    reply = (
+        "Since the customer for order A17 is customer C5, and C5's tier is Gold, the discount "
+        "rate is 15 percent.\nAnswer: 15 percent"
+    )
+    got = [(s.key, s.value) for s in extract_statements(reply)]
+    assert got == [
+        ("customer|a17", "customer C5"),
+        ("tier|c5", "Gold"),
+        ("discount rate", "15 percent"),
+    ]
+    active = one("We changed the shipping fee for order B22 to 9 dollars.")
+    assert active.text == "We changed the shipping fee for order B22 to 9 dollars"
 
 
 def test_near_duplicates_keep_distinct_keys() -> None:

@@ -88,6 +88,7 @@ _PLAIN_PREFIX = (
     r"keep in mind(?: that)?|bear in mind(?: that)?|be aware(?: that)?|please be aware(?: that)?|"
     r"i (?:should|must|want to|wanted to|'d like to|would like to|need to) (?:mention|note|add|say|point out|tell you|let you know)(?: that)?|"
     r"let me (?:add|mention|note|clarify|remind you)(?: that)?|i can confirm(?: that)?|we(?:'ve| have) confirmed(?: that)?|"
+    r"(?:just )?to (?:confirm|clarify|be clear|recap|remind you|summari[sz]e)(?: that)?|"
     r"since|because|as|given(?: that)?|so|therefore|thus|hence|which means(?: that)?|this means(?: that)?|"
     r"(?:it )?turns out(?: that)?|i think(?: that)?|i believe(?: that)?|i guess|apparently|also|and|so|oh|well|ok|okay|"
     r"one more thing|another thing|in addition|additionally|furthermore|moreover|besides|finally|lastly|"
@@ -138,6 +139,23 @@ _VERB_FORMS: tuple[tuple[str, bool], ...] = (
     ("is set to", False),
     ("are set to", False),
     ("changed to", True),
+    ("has gone up to", True),
+    ("has gone down to", True),
+    ("went up to", True),
+    ("went down to", True),
+    ("has risen to", True),
+    ("has dropped to", True),
+    ("has fallen to", True),
+    ("has increased to", True),
+    ("has decreased to", True),
+    ("rose to", True),
+    ("fell to", True),
+    ("dropped to", True),
+    ("increased to", True),
+    ("decreased to", True),
+    ("was moved to", True),
+    ("was adjusted to", True),
+    ("was bumped to", True),
     ("is now", True),
     ("are now", True),
     ("is still", False),
@@ -422,7 +440,19 @@ def _clean_value(value: str) -> tuple[str, bool]:
 # --- the public entry point -----------------------------------------------------------------
 
 
+_ACTIVE_RE = re.compile(
+    r"^(?:we|i|they|you|someone|the team|management)\s+(?:have\s+|'ve\s+|just\s+)?"
+    r"(?:changed|updated|set|raised|lowered|increased|reduced|decreased|moved|bumped|adjusted|cut)\s+"
+    r"(?P<subject>.+?)\s+to\s+(?P<value>.+)$",
+    re.IGNORECASE,
+)
+
+
 def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: bool) -> Statement | None:
+    written = clause
+    active = _ACTIVE_RE.match(clause)
+    if active:  # "We raised the limit for A17 to 150 dollars": the subject is the object
+        clause = f"{active.group('subject')} was changed to {active.group('value')}"
     verb_m = _find_verb(clause)
     colon = _colon_split(clause)
     if colon is not None and (verb_m is None or clause.index(":") < verb_m.start()):
@@ -454,7 +484,7 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         attribute=attribute,
         value=value,
         value_ids=find_value_ids(value),
-        text=(f"{frame}, {clause}" if frame else clause).strip().rstrip(" ,;") ,
+        text=(f"{frame}, {written}" if frame else written).strip().rstrip(" ,;"),
         is_update=upd,
     )
 

@@ -336,11 +336,11 @@ class Orchestrator:
         total_latency = 0.0
         winner_agent, value, agreement = chosen[0], "", 0.0
         answers: dict[int, Completion] = {}
+        sent: dict[int, tuple[list[Message], PromptPlan]] = {}
         for round_no in range(cfg.max_rounds):
             built = [self._messages(a, r, record, conv, text, peers) for a in chosen]
             prompts = [m for m, _ in built]
-            if round_no == 0:
-                record.prompt, record.strategy = prompts[0], built[0][1].strategy_kind
+            sent = {a: (m, plan) for a, (m, plan) in zip(chosen, built)}
             calls = [
                 (lambda a=a, p=p: self._call(a, p, sample=round_no)) for a, p in zip(chosen, prompts)
             ]
@@ -394,6 +394,7 @@ class Orchestrator:
             for a, completion in answers.items():
                 agree = normalise_answer(extract_answer(completion.text)) == value
                 self.matrix.update(a, r, agree)
+        record.prompt, record.strategy = sent[winner_agent][0], sent[winner_agent][1].strategy_kind
         record.answer = answers[winner_agent].text
         record.value = value
         record.consensus = ConsensusRecord(triggered_by=trigger, rounds=rounds, agreement=round(agreement, 4),

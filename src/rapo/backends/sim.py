@@ -323,10 +323,9 @@ class SimBackend:
             return memo[key]
 
         sol = solve(q, lookup)
-        if failed and (sol is None or rng.random() < self.profile.abstain_prob):
-            attr, entity = failed[0]
+        if sol is None or (failed and rng.random() < self.profile.abstain_prob):
+            attr, entity = failed[0] if failed else q.subjects[0]
             return _abstain(attr, entity, rng)
-        assert sol is not None
         answer = sol.answer
         if not failed and rng.random() >= self.skill(model, q.type):
             answer = _wrong_answer(answer, q, facts, rng)
@@ -445,7 +444,7 @@ def _restate(attr: str, entity: str, value: str, rng: np.random.Generator) -> st
         rng,
         (
             f"the {attr} for {e} is {value}",
-            f"{e} has a {attr} of {value}",
+            f"{e} has {'an' if attr[0] in 'aeiou' else 'a'} {attr} of {value}",
             f"{e}'s {attr} is {value}",
         ),
     )
@@ -497,7 +496,7 @@ def _acknowledge(text: str, rng: np.random.Generator) -> str:
         rng,
         (
             f"Noted. I have recorded the {first.attr} for {e}{extra}.",
-            f"Noted, thank you. The {first.attr} for {e}{extra} is now on file.",
+            f"Noted, thank you. The {first.attr} for {e}{extra} {'are' if more else 'is'} now on file.",
             f"Noted. I will keep the {first.attr} for {e}{extra} in mind for later questions.",
             f"Noted. Thanks for the details about {e}; I will use them from now on.",
         ),

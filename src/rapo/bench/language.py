@@ -432,6 +432,12 @@ _CLAUSE_SPLIT = re.compile(r"; |, and ")
 
 def parse_statements(text: str) -> list[ParsedStatement]:
     """Every statement in ``text``, in order. Sentences ending in '?' are questions and are skipped."""
+    return list(_parse_statements_cached(text))
+
+
+@lru_cache(maxsize=65536)
+def _parse_statements_cached(text: str) -> tuple[ParsedStatement, ...]:
+    """Cached: full-history baselines re-read the same turns on every call."""
     pats = _patterns()
     out: list[ParsedStatement] = []
     for start, sentence in _sentences(text):
@@ -460,7 +466,7 @@ def parse_statements(text: str) -> list[ParsedStatement]:
                     )
                 )
                 break
-    return out
+    return tuple(out)
 
 
 def _entities_in(listing: str) -> list[str]:
@@ -528,6 +534,7 @@ def _parse_one_question(s: str) -> ParsedQuestion | None:
     return None
 
 
+@lru_cache(maxsize=65536)
 def parse_question(text: str) -> ParsedQuestion | None:
     """The last question in ``text`` (a sentence ending in '?' that matches a question form)."""
     for _, sentence in reversed(_sentences(text)):
@@ -560,19 +567,16 @@ def solve(q: ParsedQuestion, lookup: Callable[[str, str], str | None]) -> Soluti
         return v
 
     if q.type == "deduction" or q.type == "lookup":
-        entity = q.subjects[0][1]
-        value: str | None = None
-        for i, attr in enumerate(q.chain or (q.subjects[0][0],)):
+        chain = q.chain or (q.subjects[0][0],)
+        entity: str | None = q.subjects[0][1]
+        value = ""
+        for i, attr in enumerate(chain):
             if i > 0:
-                prev_attr = (q.chain or (q.subjects[0][0],))[i - 1]
-                nxt = value_entity(prev_attr, value or "")
-                if nxt is None:
-                    return None
-                entity = nxt
-            value = get(attr, entity)
-            if value is None:
+                entity = value_entity(chain[i - 1], value)
+            got = get(attr, entity) if entity is not None else None
+            if got is None:
                 return None
-        assert value is not None
+            value = got
         return Solution(answer=value, used=used)
     if q.type == "verification":
         attr, entity = q.subjects[0]

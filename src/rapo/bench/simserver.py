@@ -44,7 +44,9 @@ def create_app(profile: str = "default", seed: int = 0) -> Any:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        names = sorted(sim.known_models())
+        from rapo.backends.sim import DEFAULT_SKILLS
+
+        names = sorted(DEFAULT_SKILLS)
         return {"object": "list", "data": [{"id": n, "object": "model", "owned_by": "rapo-sim"} for n in names]}
 
     @app.post("/v1/chat/completions")
