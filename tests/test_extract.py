@@ -154,7 +154,7 @@ def test_agent_reply_rationale_and_answer_line() -> None:
         ("discount rate", "15 percent"),
     ]
     active = one("We changed the shipping fee for order B22 to 9 dollars.")
-    assert active.text == "We changed the shipping fee for order B22 to 9 dollars"
+    assert active.text == "We changed the shipping fee for order B22 to 9 dollars."
 
 
 def test_near_duplicates_keep_distinct_keys() -> None:

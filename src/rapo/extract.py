@@ -204,6 +204,10 @@ _FRAME_RE = re.compile(
     r"^(?:for|regarding|concerning|about|as for|as to|on|with regard to|with respect to|in the case of)\s+(?P<frame>[^,]{1,80}),\s+",
     re.IGNORECASE,
 )
+_FRAME_ONLY_RE = re.compile(
+    r"^(?:for|regarding|concerning|about|as for|as to|with regard to|with respect to|in the case of)\s+[^,]{1,80}$",
+    re.IGNORECASE,
+)
 _MAX_SUBJECT_TOKENS = 16
 # "Answer: 150 dollars" and chat role labels are framing, not facts about an "answer".
 _NOT_SUBJECT_HEADS = (
@@ -397,7 +401,8 @@ def _split_clauses(sentence: str) -> list[str]:
     out: list[str] = []
     cur = pieces[0]
     for sep, piece in zip(seps, pieces[1:]):
-        if _has_verb(cur) and _has_verb(piece) and not _FRAME_RE.match(cur + sep):
+        starts_frame = bool(_FRAME_ONLY_RE.match(piece))
+        if _has_verb(cur) and (_has_verb(piece) or starts_frame) and not _FRAME_ONLY_RE.match(cur.strip()):
             out.append(cur)
             cur = piece
         else:
@@ -448,8 +453,9 @@ _ACTIVE_RE = re.compile(
 )
 
 
-def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: bool) -> Statement | None:
-    written = clause
+def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: bool,
+               written: str | None = None) -> Statement | None:
+    written = written or clause
     active = _ACTIVE_RE.match(clause)
     if active:  # "We raised the limit for A17 to 150 dollars": the subject is the object
         clause = f"{active.group('subject')} was changed to {active.group('value')}"
@@ -484,7 +490,7 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         attribute=attribute,
         value=value,
         value_ids=find_value_ids(value),
-        text=(f"{frame}, {written}" if frame else written).strip().rstrip(" ,;"),
+        text=written.strip().rstrip(" ,;"),
         is_update=upd,
     )
 
@@ -499,6 +505,7 @@ def extract_statements(text: str) -> list[Statement]:
     last_ids: tuple[str, ...] = ()
     for sentence in split_sentences(text):
         body, upd = _strip_prefixes(sentence)
+        opener = sentence[: len(sentence) - len(sentence.lstrip())] + sentence.strip()[: len(sentence.strip()) - len(body)]
         bare = body.strip(" .!:").lower()
         if re.fullmatch(_UPDATE_PREFIX, bare, re.IGNORECASE):
             pending_update = True  # "Correction." on its own marks what follows
@@ -508,16 +515,29 @@ def extract_statements(text: str) -> list[Statement]:
             continue
         upd = upd or pending_update
         pending_update = False
-        frame = ""
-        fm = _FRAME_RE.match(body)
-        if fm and _has_verb(body[fm.end():]):
-            frame = body[: fm.end()].rstrip(" ,")
-            body = body[fm.end():]
-        for clause in _split_clauses(body):
-            clause, cupd = _strip_prefixes(clause)
+        sentence_frame = ""
+        for n, raw in enumerate(_split_clauses(body)):
+            clause, cupd = _strip_prefixes(raw)
             if is_question_or_request(clause):
                 continue
-            st = _statement(clause.rstrip(" .!"), frame, last_ids, upd or cupd)
+            frame, inherited = "", False
+            fm = _FRAME_RE.match(clause)
+            if fm and _has_verb(clause[fm.end():]):
+                frame = clause[: fm.end()].rstrip(" ,")
+                clause = clause[fm.end():]
+                if n == 0:
+                    sentence_frame = frame
+            elif sentence_frame:
+                frame, inherited = sentence_frame, True
+            # The fact's text is the clause as written, with the sentence's opener ("Correction: ")
+            # on the first clause and an inherited "For X," frame: a self-contained, faithful quote.
+            lead = opener.strip() + " " if n == 0 and opener.strip() else ""
+            if inherited:
+                lead += frame + ", "
+            written = lead + raw.strip().rstrip(" ,;")
+            written = written[0].upper() + written[1:] if written else written
+            st = _statement(clause.rstrip(" .!"), frame, last_ids, upd or cupd,
+                            written=written.rstrip(" .!") + ".")
             if st is not None:
                 out.append(st)
                 if st.entity_ids:

@@ -64,7 +64,7 @@ class Selection(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     fact: Fact
-    reason: Literal["named", "dependency", "relevant"]
+    reason: Literal["named", "dependency", "relevant", "window"]
     score: float
 
 
