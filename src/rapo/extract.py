@@ -495,6 +495,13 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
     )
 
 
+def _names_its_own_entity(clause: str) -> bool:
+    """"..., and the fee for order B2 is 3" has its own subject; "..., the fee is 3" inherits a frame."""
+    verb = _find_verb(clause)
+    subject = clause[: verb.start()] if verb else clause
+    return bool(parse_subject(subject)[1])
+
+
 def extract_statements(text: str) -> list[Statement]:
     """Every "<subject> is <value>" clause in `text`, in order; questions and requests skipped.
     Never raises: odd text yields fewer statements, not an error."""
@@ -527,7 +534,7 @@ def extract_statements(text: str) -> list[Statement]:
                 clause = clause[fm.end():]
                 if n == 0:
                     sentence_frame = frame
-            elif sentence_frame:
+            elif sentence_frame and not _names_its_own_entity(clause):
                 frame, inherited = sentence_frame, True
             # The fact's text is the clause as written, with the sentence's opener ("Correction: ")
             # on the first clause and an inherited "For X," frame: a self-contained, faithful quote.

@@ -95,7 +95,10 @@ def segment_query(query: str) -> list[_Segment]:
     for p in raw:
         toks = [t.lower() for t in _WORD_RE.findall(p)]
         words = {normalise_word(t) for t in toks} - _QUERY_STOP
-        attr_words = {w for w in words if w not in TYPE_NOUNS and not re.search(r"\d", w)}
+        # A type noun is only a type noun right before an identifier ("order A17"); elsewhere it
+        # is part of the attribute ("item count", "unit cost", "account credit").
+        typed = {normalise_word(a) for a, b in zip(toks, toks[1:]) if a in TYPE_NOUNS and re.search(r"\d", b)}
+        attr_words = {w for w in words if w not in typed and not re.search(r"\d", w)}
         parts.append((attr_words, set(toks) | words))
     segments: list[_Segment] = []
     for i, (attr, toks) in enumerate(parts):

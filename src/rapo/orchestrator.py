@@ -33,6 +33,15 @@ _REQUEST = re.compile(
 )
 
 
+_ABSTAIN = {"unknown", "i don't know", "i do not know", "not given", "n/a", "none"}
+
+
+def _vote_value(reply: str) -> str:
+    """The answer an agent votes for; an abstention ("unknown") casts no vote."""
+    value = normalise_answer(extract_answer(reply))
+    return "" if value in _ABSTAIN else value
+
+
 def is_request(text: str) -> bool:
     """Does the turn ask for something (a question or an imperative), or only state facts?"""
     return bool(_REQUEST.search(text))
@@ -346,7 +355,7 @@ class Orchestrator:
             ]
             out = await fan_out(
                 calls,
-                value_of=lambda c: normalise_answer(extract_answer(c.text)),
+                value_of=lambda c: _vote_value(c.text),
                 latency_of=lambda c: c.latency_s,
                 weights=[float(w) for w in weights],
                 threshold=cfg.threshold,
@@ -363,7 +372,7 @@ class Orchestrator:
                     from rapo.tokens import count_message_tokens
 
                     record.prompt_tokens += count_message_tokens(m.content for m in prompts[i])
-            values = [normalise_answer(extract_answer(out.results[i].text)) for i in used]  # type: ignore[union-attr]
+            values = [_vote_value(out.results[i].text) for i in used]  # type: ignore[union-attr]
             vectors = self.embedder.embed(values)
             result = vote(values, vectors, np.asarray([weights[i] for i in used]), lam=cfg.lam)
             winner_agent = chosen[used[result.winner]]
@@ -392,7 +401,7 @@ class Orchestrator:
             ) + ". Check the facts again and give your own final answer."
         if self.team.routing.learn and agreement >= cfg.threshold:
             for a, completion in answers.items():
-                agree = normalise_answer(extract_answer(completion.text)) == value
+                agree = _vote_value(completion.text) == value
                 self.matrix.update(a, r, agree)
         record.prompt, record.strategy = sent[winner_agent][0], sent[winner_agent][1].strategy_kind
         record.answer = answers[winner_agent].text
