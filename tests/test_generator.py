@@ -272,3 +272,11 @@ def test_statements_survive_prompt_decoration() -> None:
     text = "Known facts:\n- [turn 3] The refund limit for order A17 is 120 dollars\n* Update: A17's refund limit has changed to 150 dollars."
     got = [(s.attr, s.entity, s.value) for s in parse_statements(text)]
     assert got == [("refund limit", "order a17", "120 dollars"), ("refund limit", "order a17", "150 dollars")]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 7, 11])
+def test_other_seeds_generate_self_consistent_text(seed):
+    # The generator re-parses every turn it writes and raises if the parser reads it differently
+    # (seed 1 once produced "module Q1000", an identifier past three digits).
+    convs = generate(300, seed=seed)
+    assert len(convs) == 300 and all(c.turns[-1].question is not None for c in convs)

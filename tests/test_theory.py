@@ -294,3 +294,27 @@ def test_empirical_L_rejects_shape_changes_and_non_finite_output() -> None:
         empirical_lipschitz(lambda z: z.ravel()[:1], np.zeros((2, 2)))
     with pytest.raises(RapoError, match="NaN or infinity"):
         empirical_lipschitz(lambda z: np.full(z.shape, np.inf), np.zeros((2, 2)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(2, 7), d=st.integers(1, 5), seed=st.integers(0, 10_000), lam=st.floats(0.05, 3.0),
+       frac=st.floats(0.05, 0.99))
+def test_closed_form_run_equals_the_step_by_step_loop(n, d, seed, lam, frac):
+    import warnings as _w
+
+    from rapo.theory import lipschitz_constant, run_dynamics
+
+    rng = np.random.default_rng(seed)
+    w = rng.random((n, n))
+    w = (w + w.T) / 2
+    np.fill_diagonal(w, 0)
+    x0, e = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+    alpha = frac / (2 * lipschitz_constant(w, lam))
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        fast = run_dynamics(x0, w, e, lam, alpha=alpha, max_iter=60, tol=1e-9)
+        slow = run_dynamics(x0, w, e, lam, alpha=alpha, max_iter=60, tol=1e-9, iterate=True)
+    assert fast.iterations == slow.iterations and fast.converged == slow.converged
+    np.testing.assert_allclose(fast.residuals, slow.residuals, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(fast.energies, slow.energies, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fast.x, slow.x, rtol=1e-6, atol=1e-9)

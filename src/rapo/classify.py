@@ -174,6 +174,9 @@ def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+_MEMO: dict[tuple[str, str], np.ndarray] = {}
+
+
 class RequirementClassifier:
     """`r(s)`: prototype similarity plus cue patterns, softmaxed. Unknown types need prototypes."""
 
@@ -218,6 +221,7 @@ class RequirementClassifier:
         self._cues = [
             [(re.compile(p, re.IGNORECASE), w) for p, w in all_cues[t]] for t in self.types
         ]
+        self._signature = repr((self.types, temperature, proto_weight, lookup_prior, getattr(embedder, "signature", id(embedder)), sorted(merged.items()), sorted(all_cues.items())))
         self._prior = np.array(
             [lookup_prior if t == "lookup" else 0.0 for t in self.types], dtype=np.float64
         )
@@ -249,7 +253,17 @@ class RequirementClassifier:
         return _softmax(self.logits(texts), self.temperature)
 
     def classify(self, text: str) -> np.ndarray:
-        return self.classify_many([text])[0]
+        # A pure function of (configuration, text): memoised process-wide, since several teams
+        # in one process (benchmark ablations, server tenants) classify the same turns.
+        key = (self._signature, text)
+        hit = _MEMO.get(key)
+        if hit is None:
+            hit = self.classify_many([text])[0]
+            hit.setflags(write=False)
+            if len(_MEMO) >= 100_000:
+                _MEMO.clear()
+            _MEMO[key] = hit
+        return hit
 
     def label(self, text: str) -> str:
         return self.types[int(np.argmax(self.classify(text)))]

@@ -110,7 +110,7 @@ def bench(
     systems: Optional[str] = typer.Option(None, help="Comma-separated systems (default: all)."),
     profile: str = typer.Option("default", help="Simulated-model profile for the main table."),
     sensitivity: str = typer.Option("no-penalty,small-model,api", help="Profiles for the sensitivity table ('' for none)."),
-    sensitivity_conversations: Optional[int] = typer.Option(None, min=1, help="Conversations per sensitivity run."),
+    sensitivity_conversations: int = typer.Option(100, min=1, help="Conversations per sensitivity profile (first N of the same set)."),
     clock: str = typer.Option("virtual", help="virtual (computed latency) or real (awaits it, scaled)."),
     time_scale: float = typer.Option(0.001, min=1e-6, help="Real clock: seconds slept per simulated second."),
     backend: str = typer.Option("sim", help="sim (in process) or openai (any OpenAI-compatible endpoint)."),
@@ -138,7 +138,7 @@ def bench(
             backend=backend, base_url=base_url, api_key=api_key, model=model,
             team=str(team) if team else None, **({"workers": workers} if workers else {}),
         )
-        if backend == "openai" and not sensitivity_conversations:
+        if backend == "openai":
             cfg.sensitivity = []  # profiles are the simulator's; a real endpoint has one behaviour
         from rapo.backends.sim import PROFILES
 

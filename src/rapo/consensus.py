@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from functools import lru_cache
 import unicodedata
 from decimal import Decimal, InvalidOperation
 from typing import Awaitable, Callable, Generic, Sequence, TypeVar
@@ -17,7 +18,7 @@ from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from rapo.theory import DynamicsResult, run_dynamics
+from rapo.theory import DynamicsResult, _run_checked, default_alpha, run_dynamics, step_bound
 from rapo.types import RapoError
 
 __all__ = [
@@ -111,6 +112,7 @@ def _normalise_once(value: str) -> str:
     return _BOOL_WORDS.get(text, text)
 
 
+@lru_cache(maxsize=262_144)
 def normalise_answer(value: str) -> str:
     """Canonical form for voting, so "$1,200.00", "1200 dollars" and "1200.0 Dollars." agree.
 
@@ -119,7 +121,7 @@ def normalise_answer(value: str) -> str:
     articles and surrounding punctuation dropped; whitespace collapsed. Idempotent.
     """
     text = value
-    for _ in range(4):  # each pass only removes or canonicalises; it settles in one or two
+    for _ in range(64):  # each pass only removes or canonicalises; it settles in a few
         nxt = _normalise_once(text)
         if nxt == text:
             break
@@ -194,7 +196,22 @@ def vote(
     w = consensus_weights(vec, cap)  # validates capabilities
     if cap.sum() == 0:
         cap = np.ones_like(cap)
-    dynamics = run_dynamics(vec, w, vec, lam)
+    # The dynamics only move vectors within the span of the answers: run them in coordinates of an
+    # orthonormal basis of that span (m x m instead of m x d; norms, residuals and energies equal).
+    lam_v = float(lam)
+    if not (math.isfinite(lam_v) and lam_v >= 0):
+        raise RapoError(f"lambda must be a finite number >= 0, got {lam!r}")
+    lap = np.diag(w.sum(axis=1)) - w
+    if np.ptp(vec, axis=0).max(initial=0.0) == 0.0:
+        # Identical answers are already at the fixed point: the first step moves nothing.
+        L = lam_v + float(np.linalg.eigvalsh(lap)[-1]) if len(values) > 1 else lam_v
+        L = max(L, lam_v)
+        dynamics = DynamicsResult(x=vec.copy(), alpha=default_alpha(L), L=L, bound=step_bound(L),
+                                  residuals=[0.0], energies=[0.0, 0.0], iterations=1, converged=True)
+    else:
+        basis, coords = np.linalg.qr(vec.T)  # vec.T = basis @ coords
+        small = _run_checked(lap, coords.T.copy(), coords.T.copy(), lam_v, None, 200, 1e-6)
+        dynamics = small.model_copy(update={"x": small.x @ basis.T})
     closeness = _closeness(dynamics.x, cap)
 
     normalised = [normalise_answer(v) for v in values]

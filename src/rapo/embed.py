@@ -19,6 +19,9 @@ def _bucket(feature: str, dim: int) -> tuple[int, float]:
     return h % dim, (1.0 if (h >> 63) & 1 else -1.0)
 
 
+_SHARED: dict[tuple[int, bool], tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]] = {}
+
+
 class HashingEmbedder:
     """Signed feature hashing of word unigrams, bigrams and character trigrams, L2-normalised.
 
@@ -29,28 +32,47 @@ class HashingEmbedder:
     def __init__(self, dim: int = 384, char_ngrams: bool = True) -> None:
         self.dim = dim
         self.char_ngrams = char_ngrams
-        self._cache: dict[str, np.ndarray] = {}
+        self.signature = f"hashing:{dim}:{int(char_ngrams)}"  # equal signatures embed identically
+        # Shared by every embedder of the same shape in the process: vectors are a pure function
+        # of the text, and the teams of one process (ablations, conversations) re-embed the same turns.
+        self._cache, self._words = _SHARED.setdefault((dim, char_ngrams), ({}, {}))
 
-    def _features(self, text: str) -> list[tuple[str, float]]:
-        words = _WORD.findall(text.lower())
-        feats: list[tuple[str, float]] = [("w:" + w, 1.0) for w in words]
-        feats += [("b:" + a + "_" + b, 0.7) for a, b in zip(words, words[1:])]
+    def _word(self, word: str) -> tuple[np.ndarray, np.ndarray]:
+        """Bucket indices and signed weights of a word's unigram and character trigrams (cached)."""
+        hit = self._words.get(word)
+        if hit is not None:
+            return hit
+        feats: list[tuple[str, float]] = [("w:" + word, 1.0)]
         if self.char_ngrams:
-            for w in words:
-                padded = f"#{w}#"
-                feats += [("c:" + padded[i : i + 3], 0.3) for i in range(len(padded) - 2)]
-        return feats
+            padded = f"#{word}#"
+            feats += [("c:" + padded[i : i + 3], 0.3) for i in range(len(padded) - 2)]
+        hit = self._arrays(feats)
+        if len(self._words) < 500_000:
+            self._words[word] = hit
+        return hit
+
+    def _arrays(self, feats: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.empty(len(feats), dtype=np.int64)
+        val = np.empty(len(feats), dtype=np.float64)
+        for n, (f, w) in enumerate(feats):
+            i, sign = _bucket(f, self.dim)
+            idx[n], val[n] = i, sign * w
+        return idx, val
 
     def _one(self, text: str) -> np.ndarray:
         cached = self._cache.get(text)
         if cached is not None:
             return cached
-        vec = np.zeros(self.dim, dtype=np.float32)
-        feats = self._features(text)
-        if feats:
-            idx, sign = zip(*(_bucket(f, self.dim) for f, _ in feats))
-            weights = np.fromiter((w for _, w in feats), dtype=np.float32, count=len(feats))
-            np.add.at(vec, np.asarray(idx), np.asarray(sign, dtype=np.float32) * weights)
+        words = _WORD.findall(text.lower())
+        if not words:
+            vec = np.zeros(self.dim, dtype=np.float32)
+        else:
+            parts = [self._word(w) for w in words]
+            if len(words) > 1:
+                parts.append(self._arrays([("b:" + a + "_" + b, 0.7) for a, b in zip(words, words[1:])]))
+            idx = np.concatenate([p[0] for p in parts])
+            val = np.concatenate([p[1] for p in parts])
+            vec = np.bincount(idx, weights=val, minlength=self.dim).astype(np.float32)
             norm = float(np.linalg.norm(vec))
             if norm > 0:
                 vec /= norm

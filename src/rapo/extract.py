@@ -11,6 +11,7 @@ or a distractor would overwrite the real fact. Pure regex and word lists: no mod
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict
@@ -503,6 +504,19 @@ def _names_its_own_entity(clause: str) -> bool:
 
 
 def extract_statements(text: str) -> list[Statement]:
+    """Every "<subject> is <value>" clause in `text`, in order; questions and requests skipped.
+    Never raises: odd text yields fewer statements, not an error."""
+    if not isinstance(text, str):
+        return []
+    return list(_extract_cached(text))
+
+
+@lru_cache(maxsize=131_072)  # a pure function of the text; statements are frozen
+def _extract_cached(text: str) -> tuple[Statement, ...]:
+    return tuple(_extract(text))
+
+
+def _extract(text: str) -> list[Statement]:
     """Every "<subject> is <value>" clause in `text`, in order; questions and requests skipped.
     Never raises: odd text yields fewer statements, not an error."""
     out: list[Statement] = []

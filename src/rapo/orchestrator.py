@@ -210,15 +210,16 @@ class Orchestrator:
         record = TurnRecord(conversation=conv.id, turn=conv.turn, text=text, needs_answer=asked)
         conv.records.append(record)
         added = conv.ledger.add_text(text, turn=conv.turn, source="user", origin="user")
-        step_vec = self.embedder.embed([text])[0]
 
         if not record.needs_answer and self.team.prompts.statement_turns == "ledger":
             noted = "; ".join(f"{f.subject} is {f.value}" for f in added)
             record.answer = f"Noted: {noted}." if noted else "Noted."
-            conv.absorb([], step_vec)
+            if added:  # the facts' vectors (already embedded by the ledger) stand for the turn
+                conv.absorb([], self.embedder.embed([f.text for f in added]).mean(axis=0))
             record.overhead_s = time.perf_counter() - t0
             return record
 
+        step_vec = self.embedder.embed([text])[0]
         r, record.requirement_source = self._requirement(text, requirement)
         record.requirement = {k: round(float(p), 4) for k, p in zip(self.team.reasoning_types, r)}
         decision = self.router.route(r, step_vec, self.matrix, conv.context, self.in_flight, conv.previous_agent)

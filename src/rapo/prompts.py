@@ -79,6 +79,7 @@ class PromptBuilder:
             raise RapoError(f"prompt template does not compile: {err}") from None
 
     @staticmethod
+    @lru_cache(maxsize=1)
     def default_template() -> str:
         return resources.files("rapo").joinpath("templates/default.j2").read_text()
 

@@ -202,14 +202,24 @@ def run_dynamics(
     alpha: float | None = None,
     max_iter: int = 200,
     tol: float = 1e-6,
+    iterate: bool = False,
 ) -> DynamicsResult:
     """Iterate x <- x - alpha grad E(x) until the residual ||x(t+1) - x(t)|| < tol.
 
     Stops early, unconverged, if the state stops being finite (a diverging user-set alpha).
+    With lambda > 0 the same iterates are computed in closed form (see `_spectral_run`) unless
+    `iterate=True` asks for the step-by-step loop; both give the same residuals and energies.
     """
     lap = laplacian(w)
     x, ea = _states(x0, e, lap.shape[0])
-    lam_v = _lam(lam)
+    return _run_checked(lap, x, ea, _lam(lam), alpha, max_iter, tol, iterate)
+
+
+def _run_checked(
+    lap: np.ndarray, x: np.ndarray, ea: np.ndarray, lam_v: float, alpha: float | None, max_iter: int, tol: float,
+    iterate: bool = False,
+) -> DynamicsResult:
+    """run_dynamics on inputs already validated (internal callers that built them: consensus)."""
     if max_iter < 0:
         raise RapoError(f"max_iter must be >= 0, got {max_iter}")
     if not tol > 0:
@@ -220,6 +230,8 @@ def run_dynamics(
     else:
         check_alpha(alpha, L)
         step = float(alpha)
+    if lam_v > 0 and not iterate:
+        return _spectral_run(lap, x, ea, lam_v, step, L, max_iter, tol)
     x = x.copy()
     residuals: list[float] = []
     energies: list[float] = [_energy(lap, x, ea, lam_v)]
@@ -245,6 +257,47 @@ def run_dynamics(
         energies=energies,
         iterations=len(residuals),
         converged=converged,
+    )
+
+
+def _spectral_run(
+    lap: np.ndarray, x0: np.ndarray, e: np.ndarray, lam: float, step: float, L: float, max_iter: int, tol: float
+) -> DynamicsResult:
+    """The gradient iteration on the quadratic E, all steps at once.
+
+    With H = Lap + lambda I = V diag(mu) V^T and x* = lambda H^-1 e, the iterates are
+    x(t) - x* = V diag((1 - alpha mu)^t) V^T (x0 - x*), so the residual ||x(t+1) - x(t)|| and the
+    energy E(x(t)) = E(x*) + 1/2 sum_k mu_k (1 - alpha mu_k)^(2t) ||z_k||^2 (z = V^T (x0 - x*)) are
+    vectorised over t: the per-iteration Python overhead of the loop disappears, the numbers do not.
+    """
+    mu, V = np.linalg.eigh(lap + lam * np.eye(lap.shape[0]))
+    x_star = V @ ((V.T @ (lam * e)) / mu[:, None])
+    z = V.T @ (x0 - x_star)
+    zz = np.sum(z * z, axis=1)  # ||z_k||^2
+    factor = 1.0 - step * mu
+    t = np.arange(max_iter + 1)[:, None]
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        powers = factor[None, :] ** (2 * t)  # (T+1, n)
+        res = np.sqrt(np.maximum(powers[:-1] @ ((step * mu) ** 2 * zz), 0.0))
+        e_star = _energy(lap, x_star, e, lam)
+        energies = e_star + 0.5 * (powers @ (mu * zz))
+    finite = np.isfinite(res) & np.isfinite(energies[1:])
+    below = np.flatnonzero(res < tol)
+    stop = int(below[0]) + 1 if below.size else max_iter
+    bad = np.flatnonzero(~finite[:stop])
+    converged = below.size > 0 and not bad.size
+    if bad.size:
+        stop = int(bad[0]) + 1
+    x_final = x_star + V @ (factor[:, None] ** stop * z)
+    return DynamicsResult(
+        x=x_final,
+        alpha=step,
+        L=L,
+        bound=step_bound(L),
+        residuals=[float(r) for r in res[:stop]],
+        energies=[float(v) for v in energies[: stop + 1]],
+        iterations=stop,
+        converged=bool(converged),
     )
 
 

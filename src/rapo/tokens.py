@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Iterable
 
 _TOKEN = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]")
 
 
+@lru_cache(maxsize=262_144)  # full-history prompts resend the same messages on every turn
 def count_tokens(text: str) -> int:
     """Words, digit runs and punctuation marks: close to a BPE count for English prose."""
     return len(_TOKEN.findall(text))

@@ -191,6 +191,10 @@ class _Fact:
     position: float
 
 
+_REPLIES: dict[tuple, str] = {}
+_REPLIES_MAX = 200_000
+
+
 class SimBackend:
     """The simulated model as a Backend. See the module docstring for what it reads.
 
@@ -226,6 +230,7 @@ class SimBackend:
                 raise RapoError(f"skills for {agent!r} must be probabilities in [0, 1], got {bad}")
             self.skills.setdefault(agent, {}).update(table)
         self._slots: asyncio.Semaphore | None = None
+        self._identity = (self.seed, self.profile.model_dump_json(), json.dumps(self.skills, sort_keys=True))
 
     def skill(self, model: str, qtype: str) -> float:
         table = self.skills.get(model, {})
@@ -269,7 +274,18 @@ class SimBackend:
         return np.random.default_rng(_stable_u64("sim", self.seed, model, prompt, sample))
 
     def respond(self, messages: Sequence[Message], *, model: str, sample: int = 0) -> str:
-        """The reply text: a pure function of (seed, model, messages, sample)."""
+        """The reply text: a pure function of (seed, model, messages, sample), so it is memoised
+        process-wide (benchmark ablations send many identical prompts)."""
+        key = (self._identity, model, sample, tuple((m.role, m.name, m.content) for m in messages))
+        hit = _REPLIES.get(key)
+        if hit is None:
+            hit = self._respond(messages, model=model, sample=sample)
+            if len(_REPLIES) >= _REPLIES_MAX:
+                _REPLIES.clear()
+            _REPLIES[key] = hit
+        return hit
+
+    def _respond(self, messages: Sequence[Message], *, model: str, sample: int = 0) -> str:
         rng = self.rng_for(messages, model, sample)
         users = [m for m in messages if m.role == "user"]
         last_user = users[-1] if users else messages[-1]
@@ -357,7 +373,7 @@ class SimBackend:
 def _routing_agents(text: str) -> list[tuple[str, str]]:
     """The agents listed in a routing prompt ('- name: description' lines plus a request for one
     agent name); empty when the text is not a routing prompt."""
-    if not _ROUTING_ASK.search(text):
+    if "agent" not in text.lower() or not _ROUTING_ASK.search(text):  # cheap test first
         return []
     seen: dict[str, str] = {}
     for m in _AGENT_LINE.finditer(text):

@@ -142,8 +142,8 @@ class _World:
 
     def _fresh_number(self, attr: Attribute, near: int | None = None) -> str:
         used = self.used_numbers.setdefault(attr.name, set())
-        for _ in range(200):
-            if near is not None:
+        for attempt in range(400):
+            if near is not None and attempt < 100:  # near the old value if there is room, else anywhere
                 span = max(2, int(abs(near) * 0.3))
                 n = near + self.rng.choice((-1, 1)) * self.rng.randint(1, span)
                 n = min(max(n, attr.lo), attr.hi)
@@ -153,6 +153,13 @@ class _World:
                 used.add(n)
                 return format_number(n, attr.unit)
         raise RapoError(f"attribute {attr.name!r}: value range {attr.lo}..{attr.hi} exhausted; widen it")
+
+    def _has_room(self, name: str) -> bool:
+        """A numeric attribute keeps values unique (no ties): stop using it when its range fills up."""
+        attr = self._attr(name)
+        if attr.kind != "number":
+            return True
+        return len(self.used_numbers.get(name, ())) < 0.8 * (attr.hi - attr.lo + 1)
 
     def _link_value(self, attr: Attribute, entity: str, avoid: str | None = None) -> str:
         shown = [e.split(" ", 1)[0].title() if attr.kind == "name" else entity_display(e) for e in self.entities[attr.target]]
@@ -178,14 +185,14 @@ class _World:
     # ------------------------------------------------------------------ statements
 
     def _plan_new(self, taken: set[tuple[str, str]], kinds: Sequence[str]) -> _Plan | None:
-        cands = [k for k in self._all_keys(kinds) if k not in self.stated and k not in taken]
+        cands = [k for k in self._all_keys(kinds) if k not in self.stated and k not in taken and self._has_room(k[0])]
         if not cands:
             return None
         attr, entity = self.rng.choice(cands)
         return _Plan(attr, entity, self._value_for(self._attr(attr), entity))
 
     def _plan_update(self, taken: set[tuple[str, str]]) -> _Plan | None:
-        cands = [k for k in self.stated if k not in taken and k != self.protected]
+        cands = [k for k in self.stated if k not in taken and k != self.protected and self._has_room(k[0])]
         if not cands:
             return None
         attr, entity = self.rng.choice(cands)
@@ -203,7 +210,7 @@ class _World:
         if self.rng.random() < 0.6:
             ident = entity.split(" ", 1)[1].upper()
             letter, digits = ident[0], ident[1:]
-            options = [str(int(digits) + d) for d in (-1, 1) if int(digits) + d > 0]
+            options = [str(int(digits) + d) for d in (-1, 1) if 0 < int(digits) + d < 1000]  # ids keep 1-3 digits
             if len(digits) >= 2 and digits[::-1] != digits and digits[::-1][0] != "0":
                 options.append(digits[::-1])
             new = self._new_entity(kind, letter + self.rng.choice(options))

@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from pydantic import BaseModel
+from dataclasses import dataclass, fields
 from rouge_score import rouge_scorer
 
 from rapo.bench.language import parse_statements
@@ -20,8 +20,9 @@ from rapo.consensus import extract_answer, normalise_answer
 _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
-class TurnScore(BaseModel):
-    """One per-turn record of results.json (short keys: there are hundreds of thousands)."""
+@dataclass(slots=True)
+class TurnScore:
+    """One per-turn record of results.json (there are hundreds of thousands: a slotted dataclass)."""
 
     system: str
     conv: str
@@ -29,30 +30,42 @@ class TurnScore(BaseModel):
     T: int  # agent transitions (turns) in the conversation
     turn: int
     q: bool  # a question turn
-    type: str | None = None
+    lat: float  # seconds
+    ptok: int
+    otok: int
+    calls: int
     agent: str | None = None
+    type: str | None = None
     value: str | None = None
     expected: str | None = None
     correct: bool | None = None
     loss: bool | None = None  # context loss
     rouge: float | None = None
-    lat: float  # seconds
-    ptok: int
-    otok: int
-    calls: int
 
 
-@lru_cache(maxsize=4096)
+FIELDS = [f.name for f in fields(TurnScore)]
+
+
+def as_rows(records: Sequence[TurnScore]) -> list[tuple]:
+    return [astuple_fast(r) for r in records]
+
+
+def astuple_fast(r: TurnScore) -> tuple:
+    return tuple(getattr(r, f) for f in FIELDS)
+
+
+@lru_cache(maxsize=65_536)
 def _stated(prompt_text: str) -> frozenset[tuple[str, str]]:
     return frozenset((s.key, normalise_answer(s.value)) for s in parse_statements(prompt_text))
 
 
-def context_lost(prompt_text: str, needed: Iterable[Any]) -> bool:
-    """True if any needed fact's current value is not stated in the prompt."""
-    stated = _stated(prompt_text)
+def context_lost(prompt_parts: Sequence[str], needed: Iterable[Any]) -> bool:
+    """True if any needed fact's current value is not stated in the prompt (read message by message)."""
+    stated = frozenset().union(*(_stated(p) for p in prompt_parts))
     return any((n.key, normalise_answer(n.value)) not in stated for n in needed)
 
 
+@lru_cache(maxsize=65_536)
 def rouge_l(reply: str, reference: str) -> float:
     return float(_SCORER.score(reference, reply)["rougeL"].fmeasure)
 
@@ -68,7 +81,7 @@ def score_turn(system: str, conv: Any, index: int, outcome: Any) -> TurnScore:
     value = normalise_answer(extract_answer(outcome.reply))
     expected = normalise_answer(q.answer)
     return TurnScore(q=True, type=q.type, value=value, expected=expected, correct=value == expected,
-                     loss=context_lost(outcome.prompt_text, q.needed), rouge=round(rouge_l(outcome.reply, q.reference), 4),
+                     loss=context_lost(outcome.prompt_parts, q.needed), rouge=round(rouge_l(outcome.reply, q.reference), 4),
                      **base)
 
 

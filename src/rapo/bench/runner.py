@@ -10,15 +10,17 @@ import asyncio
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import lru_cache
+from concurrent.futures import ProcessPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, Field
 
-from rapo.bench.metrics import TurnScore, bootstrap_index, ratios, score_turn, summarise
+from rapo.bench.metrics import FIELDS, TurnScore, as_rows, bootstrap_index, ratios, score_turn, summarise
 from rapo.bench.systems import ABLATIONS, Handoff, Oracle, Rapo, RoundRobin, TimedBackend
 from rapo.team import TeamSpec, load_team
 from rapo.types import RapoError
@@ -36,7 +38,7 @@ class BenchConfig(BaseModel):
     systems: list[str] = Field(default_factory=lambda: list(ALL_SYSTEMS))
     profile: str = "default"
     sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model", "api"])
-    sensitivity_conversations: int | None = None  # default: same as conversations
+    sensitivity_conversations: int | None = 100  # None: same as conversations
     clock: Literal["virtual", "real"] = "virtual"
     time_scale: float = Field(0.001, gt=0)
     concurrency: int = Field(64, ge=1)  # conversations in flight at once on the real clock
@@ -135,24 +137,41 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
     return records
 
 
-def _job(args: tuple[BenchConfig, str, str, int, Any]) -> tuple[str, str, list[TurnScore]]:
-    cfg, system_name, profile, n_conv, progress_queue = args
+@lru_cache(maxsize=4)
+def _conversations(n: int, seed: int, transitions: tuple[int, int]) -> list[Any]:
+    """Generated once per worker process, shared by every job it runs (a prefix of the full set)."""
     from rapo.bench.generator import generate
 
-    conversations = generate(n_conv, seed=cfg.seed, transitions=cfg.transitions)
+    return generate(n, seed=seed, transitions=transitions)
+
+
+_PROGRESS: Any = None  # the worker's queue to the progress bar (set by the pool initializer)
+
+
+def _init_worker(progress_queue: Any) -> None:
+    global _PROGRESS
+    _PROGRESS = progress_queue
+
+
+def _job(args: tuple[BenchConfig, str, str, int]) -> tuple[str, str, list[TurnScore]]:
+    cfg, system_name, profile, n_conv = args
+    conversations = _conversations(cfg.conversations, cfg.seed, cfg.transitions)[:n_conv]
     pending = 0
     last = time.monotonic()
 
     def tick() -> None:
         nonlocal pending, last
         pending += 1
-        if progress_queue is not None and (time.monotonic() - last > 0.2 or pending >= 50):
-            progress_queue.put(pending)
+        if _PROGRESS is not None and (time.monotonic() - last > 0.2 or pending >= 50):
+            _PROGRESS.put(pending)
             pending, last = 0, time.monotonic()
 
+    t0 = time.perf_counter()
     records = asyncio.run(_run_job(cfg, system_name, profile, conversations, tick))
-    if progress_queue is not None and pending:
-        progress_queue.put(pending)
+    if os.environ.get("RAPO_BENCH_DEBUG"):
+        print(f"job {system_name} {profile} {n_conv}: {time.perf_counter() - t0:.2f}s", file=sys.stderr)
+    if _PROGRESS is not None and pending:
+        _PROGRESS.put(pending)
     return system_name, profile, records
 
 
@@ -160,48 +179,55 @@ def run_benchmark(cfg: BenchConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run every job, then summarise. Returns the results.json object (with per-turn records)."""
     cfg.validate_systems()
     t0 = time.perf_counter()
-    n_sens = cfg.sensitivity_conversations or cfg.conversations
+    n_sens = min(cfg.sensitivity_conversations or cfg.conversations, cfg.conversations)
     jobs: list[tuple[str, str, int]] = [(s, cfg.profile, cfg.conversations) for s in cfg.systems]
     for prof in cfg.sensitivity:
         if prof != cfg.profile:
             jobs += [(s, prof, n_sens) for s in SENSITIVITY_SYSTEMS if s in cfg.systems]
+    cost = {"round-robin": 1.0, "handoff": 1.3, "oracle": 0.4}  # rough relative CPU per conversation
+    jobs.sort(key=lambda j: -j[2] * cost.get(j[0], 4.0))  # longest first: the two cores finish together
     total = sum(n for _, _, n in jobs)
     results: dict[tuple[str, str], list[TurnScore]] = {}
+    _conversations(cfg.conversations, cfg.seed, cfg.transitions)  # generated once; forked workers inherit it
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("[bold]benchmark[/]"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("conversations x systems"), TimeElapsedColumn(), disable=not progress,
-                  transient=False) as bar:
-        task = bar.add_task("run", total=total)
-        if cfg.workers <= 1:
+    columns = (TextColumn("[bold]benchmark[/]"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("conversations x systems"), TimeElapsedColumn())
+    if cfg.workers <= 1:
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("run", total=total)
             for s, prof, n in jobs:
-                _, _, recs = _job((cfg, s, prof, n, None))
+                _, _, recs = _job((cfg, s, prof, n))
                 results[(s, prof)] = recs
                 bar.advance(task, n)
-        else:
-            with mp.Manager() as manager:
-                q = manager.Queue()
-                ctx = mp.get_context("spawn")
-                with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=ctx) as pool:
-                    futures = [pool.submit(_job, (cfg, s, prof, n, q)) for s, prof, n in jobs]
-                    done = 0
-                    while done < len(futures):
-                        try:
-                            bar.advance(task, q.get(timeout=0.2))
-                        except queue_mod.Empty:
-                            pass
-                        done = sum(f.done() for f in futures)
-                    for f in as_completed(futures):
-                        s, prof, recs = f.result()
-                        results[(s, prof)] = recs
-                    while True:
-                        try:
-                            bar.advance(task, q.get_nowait())
-                        except queue_mod.Empty:
-                            break
-    elapsed = time.perf_counter() - t0
-    return assemble(cfg, results, elapsed)
+        return assemble(cfg, results, time.perf_counter() - t0)
+
+    # fork where the platform has it: workers start warm (modules, conversations) at no cost.
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    q = ctx.Queue()
+    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=ctx,
+                             initializer=_init_worker, initargs=(q,)) as pool:
+        # Submitting starts the workers, before the progress bar starts its refresh thread.
+        futures = [pool.submit(_job, (cfg, s, prof, n)) for s, prof, n in jobs]
+        with Progress(*columns, disable=not progress) as bar:
+            task = bar.add_task("run", total=total)
+            pending = set(futures)
+            while pending:
+                try:
+                    bar.advance(task, q.get(timeout=0.2))
+                except queue_mod.Empty:
+                    pass
+                for f in [f for f in pending if f.done()]:
+                    pending.discard(f)
+                    s, prof, recs = f.result()
+                    results[(s, prof)] = recs
+            while True:
+                try:
+                    bar.advance(task, q.get_nowait())
+                except queue_mod.Empty:
+                    break
+    return assemble(cfg, results, time.perf_counter() - t0)
 
 
 def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], elapsed: float) -> dict[str, Any]:
@@ -235,7 +261,7 @@ def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], 
         "ratios": ratios(main, boot),
         "paper": PAPER,
         "sensitivity": sensitivity,
-        "records": [r.model_dump() for recs in main.values() for r in recs],
+        "records": {"fields": FIELDS, "rows": [row for recs in main.values() for row in as_rows(recs)]},
     }
 
 

@@ -22,7 +22,7 @@ class TurnOutcome:
 
     agent: str | None
     reply: str
-    prompt_text: str  # every message the answering agent got, joined (for the context-loss check)
+    prompt_parts: tuple[str, ...]  # every message the answering agent got (for the context-loss check)
     prompt_tokens: int
     output_tokens: int
     calls: int
@@ -58,8 +58,8 @@ class TimedBackend:
         await self.inner.aclose()
 
 
-def _joined(messages: Sequence[Message]) -> str:
-    return "\n".join(m.content for m in messages)
+def _joined(messages: Sequence[Message]) -> tuple[str, ...]:
+    return tuple(m.content for m in messages)
 
 
 def _agent_system_prompt(role: str, description: str) -> str:
@@ -233,7 +233,7 @@ class _OracleSession:
         self.turn += 1
         q = turn.question
         if q is None:
-            return TurnOutcome(None, "Noted.", "", 0, 0, 0, 0.0)
+            return TurnOutcome(None, "Noted.", (), 0, 0, 0, 0.0)
         agent = max(self.system.team.agents, key=lambda a: self.system.skill(a.model, q.type))
         facts = "\n".join(f"- {n.sentence}" for n in q.needed)
         question = _last_question(text)
