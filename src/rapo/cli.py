@@ -109,7 +109,7 @@ def bench(
     transitions: str = typer.Option("1-50", help="Agent transitions per conversation, A-B, spread evenly."),
     systems: Optional[str] = typer.Option(None, help="Comma-separated systems (default: all)."),
     profile: str = typer.Option("default", help="Simulated-model profile for the main table."),
-    sensitivity: str = typer.Option("no-penalty,small-model,api", help="Profiles for the sensitivity table ('' for none)."),
+    sensitivity: str = typer.Option("no-penalty,small-model", help="Extra profiles for the sensitivity table ('' for none; also: api)."),
     sensitivity_conversations: int = typer.Option(100, min=1, help="Conversations per sensitivity profile (first N of the same set)."),
     clock: str = typer.Option("virtual", help="virtual (computed latency) or real (awaits it, scaled)."),
     time_scale: float = typer.Option(0.001, min=1e-6, help="Real clock: seconds slept per simulated second."),
@@ -119,6 +119,7 @@ def bench(
     model: Optional[str] = typer.Option(None, help="Model for every agent; 'sim' keeps the team's sim-* names."),
     team: Optional[Path] = typer.Option(None, help="Team file (default: the packaged benchmark team)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: CPU count)."),
+    concurrency: int = typer.Option(64, min=1, help="Conversations in flight at once against a real endpoint or the real clock (1: in order, as the in-process run)."),
     out: Optional[Path] = typer.Option(None, help="Write results.json, report.md and PNG plots here."),
 ) -> None:
     """Run the paper's experiment: every system on the same generated conversations and model."""
@@ -135,7 +136,7 @@ def bench(
             conversations=conversations, seed=seed, transitions=_parse_range(transitions), systems=chosen,
             profile=profile, sensitivity=[p.strip() for p in sensitivity.split(",") if p.strip()],
             sensitivity_conversations=sensitivity_conversations, clock=clock, time_scale=time_scale,
-            backend=backend, base_url=base_url, api_key=api_key, model=model,
+            backend=backend, base_url=base_url, api_key=api_key, model=model, concurrency=concurrency,
             team=str(team) if team else None, **({"workers": workers} if workers else {}),
         )
         if backend == "openai":

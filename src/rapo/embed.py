@@ -51,6 +51,15 @@ class HashingEmbedder:
             self._words[word] = hit
         return hit
 
+    def _bigram(self, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+        key = a + "_" + b
+        hit = self._words.get("\0" + key)
+        if hit is None:
+            hit = self._arrays([("b:" + key, 0.7)])
+            if len(self._words) < 500_000:
+                self._words["\0" + key] = hit
+        return hit
+
     def _arrays(self, feats: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
         idx = np.empty(len(feats), dtype=np.int64)
         val = np.empty(len(feats), dtype=np.float64)
@@ -68,8 +77,7 @@ class HashingEmbedder:
             vec = np.zeros(self.dim, dtype=np.float32)
         else:
             parts = [self._word(w) for w in words]
-            if len(words) > 1:
-                parts.append(self._arrays([("b:" + a + "_" + b, 0.7) for a, b in zip(words, words[1:])]))
+            parts += [self._bigram(a, b) for a, b in zip(words, words[1:])]
             idx = np.concatenate([p[0] for p in parts])
             val = np.concatenate([p[1] for p in parts])
             vec = np.bincount(idx, weights=val, minlength=self.dim).astype(np.float32)

@@ -381,7 +381,7 @@ class Ledger:
 
         order = sorted(reasons, key=lambda i: (self._facts[i].turn, i))
         return [
-            Selection(fact=self._facts[i], reason=reasons[i], score=float(scores[i]))  # type: ignore[arg-type]
+            Selection.model_construct(fact=self._facts[i], reason=reasons[i], score=float(scores[i]))  # type: ignore[arg-type]
             for i in order
         ]
 

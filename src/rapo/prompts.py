@@ -123,8 +123,10 @@ class PromptBuilder:
         )
         system, sep, user = text.partition(USER_MARKER)
         if not sep:
-            return [Message(role="user", content=system.strip())]
-        return [Message(role="system", content=system.strip()), Message(role="user", content=user.strip())]
+            return [Message.model_construct(role="user", content=system.strip())]
+        # model_construct: the roles are literals and the contents strings we just rendered.
+        return [Message.model_construct(role="system", content=system.strip()),
+                Message.model_construct(role="user", content=user.strip())]
 
 
 def estimate_difficulty(requirement: np.ndarray, n_named: int, n_dependencies: int) -> float:

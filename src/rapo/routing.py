@@ -70,7 +70,7 @@ class Router:
         confidence = float(top2[0] - top2[1]) if len(top2) > 1 else 1.0
         best = ranked[0]
         scores = [
-            AgentScore(
+            AgentScore.model_construct(
                 agent=n,
                 score=float(score[i]),
                 capability=float(cap[i]),

@@ -217,7 +217,7 @@ def run_dynamics(
 
 def _run_checked(
     lap: np.ndarray, x: np.ndarray, ea: np.ndarray, lam_v: float, alpha: float | None, max_iter: int, tol: float,
-    iterate: bool = False,
+    iterate: bool = False, _checked_alpha: bool = False,
 ) -> DynamicsResult:
     """run_dynamics on inputs already validated (internal callers that built them: consensus)."""
     if max_iter < 0:
@@ -228,7 +228,8 @@ def _run_checked(
     if alpha is None:
         step = default_alpha(L)
     else:
-        check_alpha(alpha, L)
+        if not _checked_alpha:  # (the closed form's fallback re-enters with a step already checked)
+            check_alpha(alpha, L)
         step = float(alpha)
     if lam_v > 0 and not iterate:
         return _spectral_run(lap, x, ea, lam_v, step, L, max_iter, tol)
@@ -271,6 +272,8 @@ def _spectral_run(
     vectorised over t: the per-iteration Python overhead of the loop disappears, the numbers do not.
     """
     mu, V = np.linalg.eigh(lap + lam * np.eye(lap.shape[0]))
+    if mu[0] <= 1e-9 * max(1.0, float(mu[-1])):  # (near-)singular: the closed form is ill-conditioned
+        return _run_checked(lap, x0, e, lam, step, max_iter, tol, iterate=True, _checked_alpha=True)
     x_star = V @ ((V.T @ (lam * e)) / mu[:, None])
     z = V.T @ (x0 - x_star)
     zz = np.sum(z * z, axis=1)  # ||z_k||^2

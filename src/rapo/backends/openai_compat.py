@@ -119,7 +119,7 @@ class OpenAIBackend:
             text=text,
             prompt_tokens=prompt_tokens,
             output_tokens=output_tokens,
-            latency_s=latency,
+            latency_s=_reported_latency(resp) or latency,
             model=getattr(resp, "model", None) or model,
         )
 
@@ -224,3 +224,12 @@ def classify_error(exc: BaseException) -> RetryDecision:
                         openai.APIResponseValidationError)):
         return RetryDecision(retry=True, reason="malformed reply")
     return RetryDecision(retry=False, reason=type(exc).__name__)
+
+
+def _reported_latency(resp: Any) -> float | None:
+    """Model time a server reports about itself (rapo's sim-server does, as `rapo_sim.latency_s`):
+    a simulated model's latency is its simulated time, not the loopback round trip."""
+    extra = getattr(resp, "model_extra", None) or {}
+    info = extra.get("rapo_sim")
+    value = info.get("latency_s") if isinstance(info, dict) else None
+    return float(value) if isinstance(value, (int, float)) and value >= 0 else None

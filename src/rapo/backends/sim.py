@@ -270,8 +270,12 @@ class SimBackend:
     # ------------------------------------------------------------------ the model
 
     def rng_for(self, messages: Sequence[Message], model: str, sample: int) -> np.random.Generator:
-        prompt = [[m.role, m.name, m.content] for m in messages]
-        return np.random.default_rng(_stable_u64("sim", self.seed, model, prompt, sample))
+        h = hashlib.blake2b(digest_size=8)
+        h.update(json.dumps(["sim", self.seed, model, sample]).encode())
+        for m in messages:  # streamed: no JSON of the whole prompt (the hot path of long prompts)
+            h.update(b"\x1e" + m.role.encode() + b"\x1f" + (m.name or "").encode() + b"\x1f")
+            h.update(m.content.encode())
+        return np.random.default_rng(int.from_bytes(h.digest(), "little"))
 
     def respond(self, messages: Sequence[Message], *, model: str, sample: int = 0) -> str:
         """The reply text: a pure function of (seed, model, messages, sample), so it is memoised

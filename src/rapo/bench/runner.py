@@ -37,7 +37,7 @@ class BenchConfig(BaseModel):
     transitions: tuple[int, int] = (1, 50)
     systems: list[str] = Field(default_factory=lambda: list(ALL_SYSTEMS))
     profile: str = "default"
-    sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model", "api"])
+    sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model"])
     sensitivity_conversations: int | None = 100  # None: same as conversations
     clock: Literal["virtual", "real"] = "virtual"
     time_scale: float = Field(0.001, gt=0)

@@ -54,7 +54,8 @@ def create_app(profile: str = "default", seed: int = 0) -> Any:
         if req.stream:
             raise HTTPException(400, "stream=true is not supported by the simulated model; send stream=false")
         role_map = {"developer": "system", "tool": "user"}
-        messages = [Message(role=role_map.get(m.role, m.role), content=m.content or "") for m in req.messages]  # type: ignore[arg-type]
+        messages = [Message(role=role_map.get(m.role, m.role), content=m.content or "", name=m.name)  # type: ignore[arg-type]
+                    for m in req.messages]
         c = await sim.complete(messages, model=req.model, max_tokens=req.max_tokens, sample=req.seed or 0)
         return {
             "id": "chatcmpl-" + uuid.uuid4().hex[:16],

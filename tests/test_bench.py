@@ -1,0 +1,134 @@
+"""The benchmark end to end: schema, honesty of the inputs, and the HTTP path against the sim-server."""
+
+import ast
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rapo.bench.generator import generate
+from rapo.bench.runner import BenchConfig, _run_job, load_bench_team, run_benchmark, write_results
+from rapo.bench.systems import Handoff, Rapo, RoundRobin, TimedBackend
+from rapo.backends.sim import SimBackend
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "rapo"
+
+
+def small_cfg(**kw):
+    base = dict(conversations=12, transitions=(1, 12), workers=1, sensitivity=["no-penalty"],
+                sensitivity_conversations=6, n_boot=50)
+    base.update(kw)
+    return BenchConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def results():
+    return run_benchmark(small_cfg(), progress=False)
+
+
+def test_results_follow_the_documented_schema(results, tmp_path):
+    systems = results["systems"]
+    assert set(systems) == {"round-robin", "handoff", "rapo", "rapo-no-consensus", "rapo-static-prompts",
+                            "rapo-no-context-vectors", "rapo-no-learning", "rapo-random-routing", "oracle"}
+    for name, s in systems.items():
+        for key in ("success_rate", "context_loss_rate", "rouge_l", "latency_mean_s", "latency_p95_s",
+                    "prompt_tokens_per_turn", "calls_per_turn", "by_transitions"):
+            assert key in s, (name, key)
+        for key in ("success_rate", "context_loss_rate", "rouge_l"):
+            assert 0.0 <= s[key] <= 1.0
+            lo, hi = s[key + "_ci"]
+            assert lo <= s[key] + 1e-9 and s[key] <= hi + 1e-9
+        assert set(s["by_transitions"]) == {str(t) for t in range(1, 13)}
+    for key in ("latency_reduction_vs_handoff", "latency_reduction_vs_round_robin", "rouge_l_gain_vs_handoff"):
+        assert key in results["ratios"]
+    assert systems["oracle"]["context_loss_rate"] == 0.0
+    assert systems["round-robin"]["calls_per_turn"] == 1.0 and systems["handoff"]["calls_per_turn"] == 2.0
+    fields = results["records"]["fields"]
+    rows = results["records"]["rows"]
+    assert len(rows) == 9 * sum(len(c.turns) for c in generate(12, seed=0, transitions=(1, 12)))
+    assert "no-penalty" in results["sensitivity"] and "default" in results["sensitivity"]
+    path = write_results(results, tmp_path)
+    again = json.loads(path.read_text())
+    assert again["records"]["fields"] == fields and again["config"]["conversations"] == 12
+
+
+def test_ratios_are_computed_from_the_summaries(results):
+    s, r = results["systems"], results["ratios"]
+    assert r["latency_reduction_vs_handoff"] == pytest.approx(
+        1 - s["rapo"]["latency_mean_s"] / s["handoff"]["latency_mean_s"], abs=1e-5)
+    assert r["rouge_l_gain_vs_handoff"] == pytest.approx(s["rapo"]["rouge_l"] / s["handoff"]["rouge_l"] - 1, abs=1e-5)
+
+
+def test_systems_never_import_the_generator_or_its_truth():
+    for path in [SRC / "orchestrator.py", SRC / "ledger.py", SRC / "extract.py", SRC / "classify.py",
+                 SRC / "bench" / "systems.py", SRC / "backends" / "sim.py"]:
+        tree = ast.parse(path.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any("generator" in m for m in imported), (path, imported)
+
+
+async def test_systems_see_only_the_text():
+    """Corrupt every truth field of the conversations: what the systems do must not change."""
+    convs = generate(6, seed=3, transitions=(8, 12))
+    cfg = small_cfg()
+    clean = {}
+    for name in ("round-robin", "handoff", "rapo"):
+        clean[name] = await _run_job(cfg, name, "default", convs, lambda: None)
+    for c in convs:
+        for t in c.turns:
+            if t.question is not None:
+                t.question.answer = "corrupted"
+                for n in t.question.needed:
+                    n.value, n.sentence, n.key = "0 nothing", "nothing", "nothing|x"
+    for name in ("round-robin", "handoff", "rapo"):
+        dirty = await _run_job(cfg, name, "default", convs, lambda: None)
+        assert [(r.agent, r.value, r.ptok, r.otok, r.calls) for r in dirty] == \
+            [(r.agent, r.value, r.ptok, r.otok, r.calls) for r in clean[name]]
+        assert all(r.correct is False for r in dirty if r.q)  # only the scoring saw the change
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sim_server():
+    uvicorn = pytest.importorskip("uvicorn")
+    from rapo.bench.simserver import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(profile="default", seed=0), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started, "sim-server did not start"
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_openai_backend_against_sim_server_matches_in_process(sim_server):
+    systems = ["round-robin", "handoff", "rapo", "oracle"]
+    common = dict(conversations=8, transitions=(3, 10), systems=systems, sensitivity=[])
+    local = run_benchmark(small_cfg(**common), progress=False)
+    remote = run_benchmark(small_cfg(**common, backend="openai", base_url=sim_server, model="sim",
+                                     concurrency=1), progress=False)
+    fields = local["records"]["fields"]
+    keep = [fields.index(k) for k in ("system", "conv", "turn", "agent", "value", "correct", "loss", "ptok",
+                                      "otok", "calls")]
+    pick = lambda rows: [tuple(row[i] for i in keep) for row in rows]  # noqa: E731
+    assert pick(remote["records"]["rows"]) == pick(local["records"]["rows"])
+    for name in systems:
+        for key in ("success_rate", "context_loss_rate", "rouge_l"):
+            assert remote["systems"][name][key] == local["systems"][name][key]
+        assert remote["systems"][name]["latency_mean_s"] == pytest.approx(local["systems"][name]["latency_mean_s"],
+                                                                         rel=0.02)
