@@ -27,7 +27,7 @@ def make_team(**over):
     data = {"agents": agents, "routing": {"exploration": "none", "beta": 0.0, "delta": 0.0},
             "consensus": {"mode": "never"}, "prompts": {"context_budget_tokens": 120}}
     for k, v in over.items():
-        data[k] = {**data.get(k, {}), **v}
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
     return team_from_dict(data)
 
 
@@ -194,3 +194,41 @@ def test_unknown_backend_and_declared_type():
         import asyncio
 
         asyncio.run(orch.astep(orch.new_conversation(), "hi?", requirement={"magic": 1.0}))
+
+
+async def test_user_alpha_at_or_above_the_bound_is_warned_about_and_recorded():
+    from rapo.theory import StepSizeWarning
+
+    replies = {"m-retriever": "a\nAnswer: 7", "m-calculator": "b\nAnswer: 8", "m-reasoner": "c\nAnswer: 9"}
+    orch = Orchestrator(_consensus_team(alpha=5.0, max_rounds=1), ScriptedBackend(lambda m, model: replies[model]))
+    with pytest.warns(StepSizeWarning, match="1/\\(2L\\)"):
+        rec = await orch.astep(orch.new_conversation(), "What is 3 plus 4?", requirement={"arithmetic": 1.0})
+    rnd = rec.consensus.rounds[0]
+    assert rnd.alpha == 5.0 and rnd.alpha >= 1 / (2 * rnd.lipschitz)
+    ok = Orchestrator(_consensus_team(max_rounds=1), ScriptedBackend(lambda m, model: replies[model]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StepSizeWarning)
+        rec = await ok.astep(ok.new_conversation(), "What is 3 plus 4?", requirement={"arithmetic": 1.0})
+    rnd = rec.consensus.rounds[0]
+    assert rnd.alpha == pytest.approx(0.9 / (2 * rnd.lipschitz))
+    assert rnd.residuals and rnd.residuals[-1] < 1e-6  # the theorem, checked on this run
+
+
+async def test_model_extraction_reads_what_the_rules_cannot():
+    """'A17 refunds are capped at 150 dollars' has no copula: the rules miss it, a model does not."""
+    def reply(messages, model):
+        if "You extract facts" in messages[0].content:
+            text = messages[-1].content
+            return "refund limit for order A17: 150 dollars" if "capped" in text else "NONE"
+        return answer_from_facts(messages, model)
+
+    backend = ScriptedBackend(reply)
+    for mode, expected in (("rules", "unknown"), ("both", "150 dollars"), ("model", "150 dollars")):
+        orch = Orchestrator(make_team(extraction=mode), backend)
+        conv = orch.new_conversation()
+        first = await orch.astep(conv, "A17 refunds are capped at 150 dollars.")
+        rec = await orch.astep(conv, "What is the refund limit for order A17?")
+        assert rec.value == expected, mode
+        assert first.calls == (0 if mode == "rules" else 1)

@@ -19,7 +19,7 @@ from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from rapo.theory import DynamicsResult, _run_checked, default_alpha, run_dynamics, step_bound
+from rapo.theory import DynamicsResult, _run_checked, check_alpha, default_alpha, run_dynamics, step_bound
 from rapo.types import RapoError
 
 __all__ = [
@@ -179,7 +179,8 @@ def _closeness(final: np.ndarray, cap: np.ndarray) -> np.ndarray:
 
 
 def vote(
-    values: list[str], vectors: np.ndarray, capabilities: np.ndarray, lam: float = 1.0
+    values: list[str], vectors: np.ndarray, capabilities: np.ndarray, lam: float = 1.0,
+    alpha: float | None = None,
 ) -> VoteResult:
     """Capability-weighted vote over normalised values; ties go to the cluster nearest the consensus.
 
@@ -207,11 +208,13 @@ def vote(
         # Identical answers are already at the fixed point: the first step moves nothing.
         L = lam_v + float(np.linalg.eigvalsh(lap)[-1]) if len(values) > 1 else lam_v
         L = max(L, lam_v)
-        dynamics = DynamicsResult(x=vec.copy(), alpha=default_alpha(L), L=L, bound=step_bound(L),
+        if alpha is not None:
+            check_alpha(alpha, L)
+        dynamics = DynamicsResult(x=vec.copy(), alpha=alpha or default_alpha(L), L=L, bound=step_bound(L),
                                   residuals=[0.0], energies=[0.0, 0.0], iterations=1, converged=True)
     else:
         basis, coords = np.linalg.qr(vec.T)  # vec.T = basis @ coords
-        small = _run_checked(lap, coords.T.copy(), coords.T.copy(), lam_v, None, 200, 1e-6)
+        small = _run_checked(lap, coords.T.copy(), coords.T.copy(), lam_v, alpha, 200, 1e-6)
         dynamics = small.model_copy(update={"x": small.x @ basis.T})
     closeness = _closeness(dynamics.x, cap)
 

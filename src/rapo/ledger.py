@@ -10,7 +10,7 @@ sending the whole transcript.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -158,7 +158,12 @@ class Ledger:
         self, text: str, *, turn: int, source: str, origin: Origin = "user"
     ) -> list[Fact]:
         """Facts stated in `text`, as now current (a restated value returns the existing fact)."""
-        statements = extract_statements(text)
+        return self.add_statements(extract_statements(text), turn=turn, source=source, origin=origin)
+
+    def add_statements(
+        self, statements: Sequence[Statement], *, turn: int, source: str, origin: Origin = "user"
+    ) -> list[Fact]:
+        """Statements found by any extractor (rules or a model), with supersession as for text."""
         if not statements:
             return []
         vecs = self.embedder.embed([s.text for s in statements])

@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 from rapo.classify import RequirementClassifier
 from rapo.consensus import extract_answer, fan_out, normalise_answer, vote
 from rapo.embed import make_embedder
+from rapo.extract import extract_statements
+from rapo.extract_llm import extract_with_model
 from rapo.ledger import Selection
 from rapo.prompts import PromptBuilder, PromptPlan, estimate_difficulty
 from rapo.routing import Router, RoutingDecision
@@ -209,14 +211,14 @@ class Orchestrator:
         asked = is_request(text) or critical or requirement is not None  # a caller's flags mean "answer this"
         record = TurnRecord(conversation=conv.id, turn=conv.turn, text=text, needs_answer=asked)
         conv.records.append(record)
-        added = conv.ledger.add_text(text, turn=conv.turn, source="user", origin="user")
+        added, waited = await self._ingest(conv, text, record)
 
         if not record.needs_answer and self.team.prompts.statement_turns == "ledger":
             noted = "; ".join(f"{f.subject} is {f.value}" for f in added)
             record.answer = f"Noted: {noted}." if noted else "Noted."
             if added:  # the facts' vectors (already embedded by the ledger) stand for the turn
                 conv.absorb([], self.embedder.embed([f.text for f in added]).mean(axis=0))
-            record.overhead_s = time.perf_counter() - t0
+            record.overhead_s = time.perf_counter() - t0 - waited
             return record
 
         step_vec = self.embedder.embed([text])[0]
@@ -243,14 +245,15 @@ class Orchestrator:
             record.prompt, record.strategy = messages, plan.strategy_kind
             completion = await self._call(agent, messages, sample=0)
             record.answer, record.value = completion.text, normalise_answer(extract_answer(completion.text))
-            record.prompt_tokens, record.output_tokens, record.calls = (
-                completion.prompt_tokens, completion.output_tokens, 1)
+            record.prompt_tokens += completion.prompt_tokens
+            record.output_tokens += completion.output_tokens
+            record.calls += 1
             model_time = completion.latency_s
         else:
             agent, model_time = await self._consensus(trigger, decision, r, record, conv, text)
-        waited = time.perf_counter() - t_wait
+        waited += time.perf_counter() - t_wait
         record.agent = self.names[agent]
-        record.latency_s = model_time
+        record.latency_s += model_time
 
         conv.absorb([agent], step_vec)
         conv.ledger.add_text(record.answer, turn=conv.turn, source=record.agent, origin="agent")
@@ -259,6 +262,26 @@ class Orchestrator:
         return record
 
     # -- the parts -----------------------------------------------------------------------------
+
+    async def _ingest(self, conv: ConversationState, text: str, record: TurnRecord) -> tuple[list, float]:
+        """Statements of a user turn into the ledger: by rules, and/or by a model when configured.
+        Returns the facts and the wall time spent waiting on the model."""
+        mode = self.team.extraction
+        statements = extract_statements(text) if mode != "model" else []
+        waited = 0.0
+        if mode != "rules":
+            model = self.team.extraction_model or self.agents[0].model
+            backend = self.backends[self.agents[0].backend or self.team.backend]
+            t = time.perf_counter()
+            found, completion = await extract_with_model(text, backend, model)
+            waited = time.perf_counter() - t
+            record.calls += 1
+            record.prompt_tokens += completion.prompt_tokens
+            record.output_tokens += completion.output_tokens
+            record.latency_s += completion.latency_s
+            keys = {s.key for s in statements}
+            statements += [s for s in found if s.key not in keys]
+        return conv.ledger.add_statements(statements, turn=conv.turn, source="user", origin="user"), waited
 
     def _requirement(self, text: str, declared: Mapping[str, float] | None) -> tuple[np.ndarray, str]:
         types = self.team.reasoning_types
@@ -375,7 +398,7 @@ class Orchestrator:
                     record.prompt_tokens += count_message_tokens(m.content for m in prompts[i])
             values = [_vote_value(out.results[i].text) for i in used]  # type: ignore[union-attr]
             vectors = self.embedder.embed(values)
-            result = vote(values, vectors, np.asarray([weights[i] for i in used]), lam=cfg.lam)
+            result = vote(values, vectors, np.asarray([weights[i] for i in used]), lam=cfg.lam, alpha=cfg.alpha)
             winner_agent = chosen[used[result.winner]]
             value, agreement = result.value, float(result.agreement)
             for i in used:

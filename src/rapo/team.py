@@ -81,6 +81,10 @@ class TeamSpec(_Strict):
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     prompts: PromptConfig = Field(default_factory=PromptConfig)
     embedder: str = "hashing"
+    extraction: Literal["rules", "model", "both"] = Field(
+        "rules", description="How facts are read from turns: rules (no model call), a model, or both."
+    )
+    extraction_model: str | None = Field(None, description="Model for extraction; default: the first agent's.")
 
     @model_validator(mode="after")
     def _consistent(self) -> "TeamSpec":
