@@ -110,7 +110,7 @@ def bench(
     systems: Optional[str] = typer.Option(None, help="Comma-separated systems (default: all)."),
     profile: str = typer.Option("default", help="Simulated-model profile for the main table."),
     sensitivity: str = typer.Option("no-penalty,small-model", help="Extra profiles for the sensitivity table ('' for none; also: api)."),
-    sensitivity_conversations: int = typer.Option(100, min=1, help="Conversations per sensitivity profile (first N of the same set)."),
+    sensitivity_conversations: int = typer.Option(60, min=1, help="Conversations per sensitivity profile (first N of the same set)."),
     clock: str = typer.Option("virtual", help="virtual (computed latency) or real (awaits it, scaled)."),
     time_scale: float = typer.Option(0.001, min=1e-6, help="Real clock: seconds slept per simulated second."),
     backend: str = typer.Option("sim", help="sim (in process) or openai (any OpenAI-compatible endpoint)."),

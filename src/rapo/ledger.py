@@ -164,13 +164,7 @@ class Ledger:
         self, statements: Sequence[Statement], *, turn: int, source: str, origin: Origin = "user"
     ) -> list[Fact]:
         """Statements found by any extractor (rules or a model), with supersession as for text."""
-        if not statements:
-            return []
-        vecs = self.embedder.embed([s.text for s in statements])
-        return [
-            self._add_statement(s, vec, turn=turn, source=source, origin=origin)
-            for s, vec in zip(statements, vecs)
-        ]
+        return [self._add_statement(s, turn=turn, source=source, origin=origin) for s in statements]
 
     def add(
         self,
@@ -212,12 +206,10 @@ class Ledger:
             value_ids=find_value_ids(value),
             text=text,
         )
-        vec = self.embedder.embed([text])[0]
-        return self._add_statement(st, vec, turn=turn, source=source, origin=origin)
+        return self._add_statement(st, turn=turn, source=source, origin=origin)
 
-    def _add_statement(
-        self, st: Statement, vec: np.ndarray, *, turn: int, source: str, origin: Origin
-    ) -> Fact:
+    def _add_statement(self, st: Statement, *, turn: int, source: str, origin: Origin) -> Fact:
+        """Embeds only what is stored: agents restate current facts in most answers."""
         prev_id = self._current_by_key.get(st.key)
         prev = self._facts[prev_id] if prev_id is not None else None
         if prev is not None and normalise_value(prev.value) == normalise_value(st.value):
@@ -239,7 +231,7 @@ class Ledger:
             superseded_by=prev_id if overridden else None,
             supersedes=None if overridden or prev is None else prev_id,
         )
-        self._append(fact, vec)
+        self._append(fact, self.embedder.embed([st.text])[0])
         if overridden:
             return fact  # kept for audit, never current: agents can be wrong
         if prev is not None:

@@ -36,6 +36,7 @@ from rapo.bench.language import (
     normalise_answer,
     parse_number,
     parse_question,
+    statements_with_offsets,
     parse_statements,
     solve,
     value_entity,
@@ -311,8 +312,8 @@ class SimBackend:
         offset = 0
         for m in messages:
             if m.role in ("system", "user"):
-                for st in parse_statements(m.content):
-                    facts[(st.attr, st.entity)] = _Fact(st.value, (offset + st.pos) / total)
+                for start, st in statements_with_offsets(m.content):
+                    facts[(st.attr, st.entity)] = _Fact(st.value, (offset + start + st.pos) / total)
             offset += len(m.content) + 1
         return facts
 

@@ -453,12 +453,17 @@ def parse_statements(text: str) -> list[ParsedStatement]:
 def _parse_statements_cached(text: str) -> tuple[ParsedStatement, ...]:
     """Cached per message and per sentence: full-history prompts and fact lists repeat sentences."""
     out: list[ParsedStatement] = []
-    for start, sentence in _sentences(text):
-        for st in _parse_sentence(sentence):
-            # model_construct: copying a validated statement with a shifted offset (hot path)
-            out.append(st if start == 0 else ParsedStatement.model_construct(
-                attr=st.attr, entity=st.entity, value=st.value, pos=start + st.pos, text=st.text, update=st.update))
+    for start, st in statements_with_offsets(text):
+        # model_construct: copying a validated statement with a shifted offset (hot path)
+        out.append(st if start == 0 else ParsedStatement.model_construct(
+            attr=st.attr, entity=st.entity, value=st.value, pos=start + st.pos, text=st.text, update=st.update))
     return tuple(out)
+
+
+def statements_with_offsets(text: str) -> list[tuple[int, ParsedStatement]]:
+    """(sentence offset, statement with `pos` relative to its sentence): the cheap form for readers
+    that only need positions (the simulated model's recall)."""
+    return [(start, st) for start, sentence in _sentences(text) for st in _parse_sentence(sentence)]
 
 
 @lru_cache(maxsize=262_144)
