@@ -132,3 +132,20 @@ def test_openai_backend_against_sim_server_matches_in_process(sim_server):
             assert remote["systems"][name][key] == local["systems"][name][key]
         assert remote["systems"][name]["latency_mean_s"] == pytest.approx(local["systems"][name]["latency_mean_s"],
                                                                          rel=0.02)
+
+
+def test_real_clock_waits_and_measures_what_the_virtual_clock_computes():
+    """On the real clock the simulated latency is slept (scaled) and measured; answers do not change."""
+    common = dict(conversations=6, transitions=(3, 6), systems=["round-robin", "oracle"], sensitivity=[])
+    virtual = run_benchmark(small_cfg(**common), progress=False)
+    t0 = time.perf_counter()
+    real = run_benchmark(small_cfg(**common, clock="real", time_scale=0.02, concurrency=3), progress=False)
+    wall = time.perf_counter() - t0
+    fields = virtual["records"]["fields"]
+    key = lambda rows: sorted(tuple(r[fields.index(k)] for k in ("system", "conv", "turn", "value")) for r in rows)  # noqa: E731
+    assert key(real["records"]["rows"]) == key(virtual["records"]["rows"])
+    for name in ("round-robin", "oracle"):
+        v, r = virtual["systems"][name]["latency_mean_s"], real["systems"][name]["latency_mean_s"]
+        assert v * 0.95 <= r <= v * 1.5, (name, v, r)  # measured: never faster, a little event-loop overhead
+    total_virtual = sum(virtual["systems"][n]["latency_mean_s"] * 6 for n in ("round-robin", "oracle"))
+    assert wall >= total_virtual * 0.02 / 3 * 0.5  # it really slept (3 conversations at a time)

@@ -41,7 +41,8 @@ def test_run_scripted_prints_answer_and_writes_trace(tmp_path):
 def test_run_sim_backend_answers_from_the_ledger(tmp_path):
     res = runner.invoke(app, ["run", "--team", TEAM, "--turns", str(ROOT / "examples" / "support-turns.txt")])
     assert res.exit_code == 0, res.output
-    assert "150 dollars" in res.output and "Answer:" in res.output
+    for answer in ("Answer: 150 dollars", "Answer: 162 dollars", "Answer: 15 percent", "Answer: yes"):
+        assert answer in res.output, res.output
 
 
 def test_invalid_team_file_names_the_field(tmp_path):
@@ -75,3 +76,29 @@ def test_unknown_backend_and_missing_turns():
     assert res.exit_code == 2 and "nope" in res.output
     res = runner.invoke(app, ["run", "--team", TEAM])
     assert res.exit_code == 2 and "no turns" in res.output
+
+
+def test_bench_rejects_bad_arguments_with_one_line_each():
+    for args, words in ((["--systems", "rapo,nope"], "unknown systems"), (["--transitions", "9-2"], "1 <= A <= B"),
+                        (["--transitions", "x"], "A-B"), (["--profile", "fancy"], "unknown profile"),
+                        (["--clock", "sundial"], "virtual or real")):
+        res = runner.invoke(app, ["bench", "--conversations", "2", *args])
+        assert res.exit_code == 2, (args, res.output)
+        assert words in res.output and "Traceback" not in res.output
+
+
+def test_bench_small_run_prints_table_and_writes_report(tmp_path):
+    res = runner.invoke(app, ["bench", "--conversations", "6", "--transitions", "2-6", "--systems",
+                              "round-robin,handoff,rapo,oracle", "--sensitivity", "no-penalty",
+                              "--sensitivity-conversations", "3", "--workers", "1", "--out", str(tmp_path)],
+                        terminal_width=140)
+    assert res.exit_code == 0, res.output
+    for name in ("round-robin", "handoff", "rapo", "oracle", "42%"):
+        assert name in res.output
+    written = {p.name for p in tmp_path.iterdir()}
+    assert {"results.json", "report.md", "success_vs_transitions.png", "latency_vs_transitions.png",
+            "ablations.png"} <= written
+    for png in tmp_path.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    report = (tmp_path / "report.md").read_text()
+    assert "| rapo |" in report or "rapo" in report
