@@ -9,6 +9,7 @@ sending the whole transcript.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Literal, Sequence
 
@@ -129,6 +130,37 @@ class Ledger:
         self._history: dict[str, list[int]] = {}
         self._by_entity: dict[str, set[int]] = {}  # entity id -> current fact ids about it
         self._by_word: dict[str, set[int]] = {}  # attribute word -> current fact ids without ids
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, object]:
+        """Everything needed to rebuild this ledger exactly: facts in order and their vectors."""
+        n = len(self._facts)
+        return {
+            "facts": [f.model_dump() for f in self._facts],
+            "dim": int(self._emb.shape[1]),
+            "embeddings": base64.b64encode(np.ascontiguousarray(self._emb[:n], dtype=np.float32).tobytes()).decode(),
+        }
+
+    @classmethod
+    def restore(cls, embedder: Embedder, snap: dict[str, object]) -> "Ledger":
+        """The inverse of `snapshot`. Vectors are reused when the embedder's dimension matches (the
+        same embedder wrote them), recomputed from the facts' text otherwise."""
+        ledger = cls(embedder)
+        facts = [Fact.model_validate(f) for f in snap.get("facts", [])]  # type: ignore[union-attr]
+        if int(snap.get("dim", -1)) == embedder.dim:  # type: ignore[call-overload]
+            raw = base64.b64decode(str(snap.get("embeddings", "")))
+            vecs = np.frombuffer(raw, dtype=np.float32).reshape(len(facts), embedder.dim)
+        else:
+            vecs = embedder.embed([f.text for f in facts])
+        for fact, vec in zip(facts, vecs):
+            if fact.id != len(ledger._facts):
+                raise RapoError(f"ledger snapshot is corrupt: fact ids must run 0..n-1, got {fact.id} at {len(ledger._facts)}")
+            ledger._append(fact, vec)
+            if fact.current:
+                ledger._current_by_key[fact.key] = fact.id
+                ledger._set_current(fact, True)
+        return ledger
 
     # --- size and access ---------------------------------------------------------------------
 

@@ -188,6 +188,32 @@ class Orchestrator:
         for backend in {id(b): b for b in self.backends.values()}.values():
             await backend.aclose()
 
+    def checkpoint(self, conv: ConversationState, store: Any, run_id: str) -> None:
+        """Save the conversation with the team's learned counts and routing random state, atomically."""
+        from rapo.checkpoint import conversation_snapshot, matrix_snapshot
+
+        team = {**matrix_snapshot(self.matrix), "router_rng": self.router.rng.bit_generator.state}
+        store.put_many(run_id, {f"conversation/{conv.id}": conversation_snapshot(conv), "team": team})
+
+    def restore(self, store: Any, run_id: str, conversation_id: str) -> ConversationState:
+        """The conversation as last checkpointed, with the team state it was saved with."""
+        from rapo.checkpoint import restore_conversation, restore_matrix_counts
+
+        doc = store.get(run_id, f"conversation/{conversation_id}")
+        if doc is None:
+            known = [k.split("/", 1)[1] for k in store.keys(run_id, "conversation/")]
+            raise RapoError(f"no checkpoint of conversation {conversation_id!r} in run {run_id!r}; "
+                            f"it has: {', '.join(known) or 'none'}")
+        team = store.get(run_id, "team")
+        if team is not None:
+            restore_matrix_counts(self.matrix, team)
+            self.router.rng.bit_generator.state = team["router_rng"]
+        conv = restore_conversation(doc, self.embedder)
+        if conv.context.shape[0] != len(self.agents):
+            raise RapoError(f"checkpoint of {conversation_id!r} has {conv.context.shape[0]} agents, this team "
+                            f"{len(self.agents)}: resume it with the team it was run with")
+        return conv
+
     def feedback(self, record: TurnRecord, success: bool) -> None:
         """Outcome feedback from the caller: credit the agent that answered."""
         if record.agent is None or not self.team.routing.learn:

@@ -1,0 +1,72 @@
+"""Conversation and team state as plain JSON-able data, so a store can checkpoint every transition
+and any process can resume it (the ledger, context vectors, trace and the learned counts)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+
+from rapo.ledger import Ledger
+from rapo.state import CapabilityMatrix, ConversationState
+from rapo.types import Embedder, RapoError
+
+FORMAT = 1
+
+
+def _pack(a: np.ndarray) -> dict[str, Any]:
+    arr = np.ascontiguousarray(a)
+    return {"dtype": str(arr.dtype), "shape": list(arr.shape), "data": base64.b64encode(arr.tobytes()).decode()}
+
+
+def _unpack(d: dict[str, Any]) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(d["data"]), dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+
+
+def conversation_snapshot(conv: ConversationState) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "id": conv.id,
+        "turn": conv.turn,
+        "previous_agent": conv.previous_agent,
+        "last_answer": conv.last_answer,
+        "last_question": conv.last_question,
+        "context": _pack(conv.context),
+        "global_context": _pack(conv.global_context),
+        "ledger": conv.ledger.snapshot(),
+        "records": [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in conv.records],
+    }
+
+
+def restore_conversation(data: dict[str, Any], embedder: Embedder) -> ConversationState:
+    from rapo.orchestrator import TurnRecord
+
+    if data.get("format") != FORMAT:
+        raise RapoError(f"conversation checkpoint format {data.get('format')!r} is not one this rapo reads ({FORMAT})")
+    return ConversationState(
+        id=str(data["id"]),
+        ledger=Ledger.restore(embedder, data["ledger"]),
+        context=_unpack(data["context"]),
+        global_context=_unpack(data["global_context"]),
+        turn=int(data["turn"]),
+        previous_agent=data["previous_agent"],
+        last_answer=data["last_answer"],
+        last_question=data["last_question"],
+        records=[TurnRecord.model_validate(r) for r in data["records"]],
+    )
+
+
+def matrix_snapshot(m: CapabilityMatrix) -> dict[str, Any]:
+    s, f = m.counts()
+    return {"format": FORMAT, "successes": _pack(s), "failures": _pack(f)}
+
+
+def restore_matrix_counts(m: CapabilityMatrix, data: dict[str, Any]) -> None:
+    """Put saved outcome counts back (the priors come from the team file, as at the start)."""
+    s, f = _unpack(data["successes"]), _unpack(data["failures"])
+    if s.shape != m.successes.shape:
+        raise RapoError(f"saved capability counts have shape {s.shape}, this team's matrix {m.successes.shape}: "
+                        "the checkpoint belongs to a different team")
+    m.successes[...] = s
+    m.failures[...] = f

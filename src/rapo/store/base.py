@@ -1,0 +1,23 @@
+"""The store protocol: keyed JSON documents per run, written atomically."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Store(Protocol):
+    """Checkpoints of runs. `put` replaces a document atomically; documents are JSON-able dicts."""
+
+    def put(self, run_id: str, key: str, doc: dict[str, Any]) -> None: ...
+
+    def put_many(self, run_id: str, docs: dict[str, dict[str, Any]]) -> None: ...
+
+    def get(self, run_id: str, key: str) -> dict[str, Any] | None: ...
+
+    def keys(self, run_id: str, prefix: str = "") -> list[str]: ...
+
+    def runs(self) -> list[str]: ...
+
+    def delete_run(self, run_id: str) -> None: ...
+
+    def close(self) -> None: ...
