@@ -19,6 +19,7 @@ from rapo.consensus import extract_answer, fan_out, normalise_answer, vote
 from rapo.embed import make_embedder
 from rapo.extract import extract_statements
 from rapo.extract_llm import extract_with_model
+from rapo.backends.retry import BackendUnavailable
 from rapo.ledger import Selection
 from rapo.prompts import PromptBuilder, PromptPlan, estimate_difficulty
 from rapo.routing import Router, RoutingDecision
@@ -100,6 +101,7 @@ class TurnRecord(BaseModel):
     output_tokens: int = 0
     calls: int = 0
     consensus: ConsensusRecord | None = None
+    failovers: list[str] = Field(default_factory=list)  # agents whose backend failed, and why
     latency_s: float = 0.0  # model time on the turn's critical path
     overhead_s: float = 0.0  # rapo's own work in this turn (wall clock)
     error: str | None = None
@@ -266,10 +268,7 @@ class Orchestrator:
         trigger = self._consensus_trigger(critical, decision)
         t_wait = time.perf_counter()
         if trigger is None:
-            agent = decision.chosen_index
-            messages, plan = self._messages(agent, r, record, conv, text)
-            record.prompt, record.strategy = messages, plan.strategy_kind
-            completion = await self._call(agent, messages, sample=0)
+            agent, completion = await self._call_with_failover(decision, r, record, conv, text)
             record.answer, record.value = completion.text, normalise_answer(extract_answer(completion.text))
             record.prompt_tokens += completion.prompt_tokens
             record.output_tokens += completion.output_tokens
@@ -374,6 +373,22 @@ class Orchestrator:
                                        task=text, handoff=record.handoff, history=history, peers=peers)
         return messages, plan
 
+    async def _call_with_failover(
+        self, decision: RoutingDecision, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str
+    ) -> tuple[int, Completion]:
+        """The chosen agent answers; if its backend is unavailable (retries spent, circuit open), the
+        next agent by routing score does, and the trace says who failed and why."""
+        for agent in decision.ranked:
+            messages, plan = self._messages(agent, r, record, conv, text)
+            try:
+                completion = await self._call(agent, messages, sample=0)
+            except BackendUnavailable as err:
+                record.failovers.append(f"{self.names[agent]}: {err}")
+                continue
+            record.prompt, record.strategy = messages, plan.strategy_kind
+            return agent, completion
+        raise BackendUnavailable("no agent of the team could answer; " + " | ".join(record.failovers))
+
     async def _call(self, agent: int, messages: list[Message], sample: int) -> Completion:
         spec = self.agents[agent]
         backend = self.backends[spec.backend or self.team.backend]
@@ -403,13 +418,18 @@ class Orchestrator:
             calls = [
                 (lambda a=a, p=p: self._call(a, p, sample=round_no)) for a, p in zip(chosen, prompts)
             ]
-            out = await fan_out(
-                calls,
-                value_of=lambda c: _vote_value(c.text),
-                latency_of=lambda c: c.latency_s,
-                weights=[float(w) for w in weights],
-                threshold=cfg.threshold,
-            )
+            try:
+                out = await fan_out(
+                    calls,
+                    value_of=lambda c: _vote_value(c.text),
+                    latency_of=lambda c: c.latency_s,
+                    weights=[float(w) for w in weights],
+                    threshold=cfg.threshold,
+                )
+            except BackendUnavailable as err:  # every agent asked failed
+                names = ", ".join(self.names[a] for a in chosen)
+                raise BackendUnavailable(f"no agent of the team could answer ({names}); first error: {err}") from err
+            record.failovers += [f"{self.names[chosen[i]]}: {msg}" for i, msg in out.errors.items()]
             used = [i for i in out.used if out.results[i] is not None]
             if not used:
                 raise RapoError(f"consensus round {round_no + 1}: no agent answered ({out.errors})")

@@ -1,0 +1,47 @@
+"""`rapo serve`: run the app with uvicorn, refusing to expose an unauthenticated team off loopback."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from rapo.types import RapoError
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses that only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Binding beyond loopback without a token would hand the team (and its backend keys) to anyone."""
+    if not is_loopback(host) and not (token and token.strip()):
+        raise RapoError(
+            f"refusing to listen on {host!r} without a token: anything but loopback (127.0.0.1, ::1, "
+            "localhost) is reachable by other machines. Pass --token <secret> (clients then send "
+            "'Authorization: Bearer <secret>') or bind to 127.0.0.1."
+        )
+
+
+def serve(team: Path, backend: str | None, host: str = "127.0.0.1", port: int = 8000,
+          token: str | None = None) -> None:
+    """Build the app for the team file and serve it until interrupted."""
+    check_bind(host, token)
+    if not 0 <= port <= 65535:
+        raise RapoError(f"port {port} is out of range; use 1-65535 (0 picks a free one)")
+    try:
+        import uvicorn
+    except ModuleNotFoundError:
+        raise RapoError("rapo serve needs the server extras: pip install 'rapo[serve]'") from None
+    from rapo.server.app import create_app
+
+    app = create_app(team, backend=backend, token=token)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"rapo: serving team {app.state.service.team.name!r} on http://{shown}:{port} "
+          f"(docs /docs, viewer /viewer, auth {'on' if token else 'off'})", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
