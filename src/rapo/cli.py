@@ -121,10 +121,11 @@ def bench(
     workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: CPU count)."),
     concurrency: int = typer.Option(64, min=1, help="Conversations in flight at once against a real endpoint or the real clock (1: in order, as the in-process run)."),
     out: Optional[Path] = typer.Option(None, help="Write results.json, report.md and PNG plots here."),
+    store: Optional[str] = typer.Option(None, help="Checkpoint every transition to this store (sqlite:///path.db or a path)."),
+    run_id: Optional[str] = typer.Option(None, help="Name of the run in the store (default: generated)."),
 ) -> None:
     """Run the paper's experiment: every system on the same generated conversations and model."""
-    from rapo.bench.report import print_summary, write_report
-    from rapo.bench.runner import ALL_SYSTEMS, BenchConfig, run_benchmark, write_results
+    from rapo.bench.runner import ALL_SYSTEMS, BenchConfig, run_benchmark
 
     if clock not in ("virtual", "real"):
         fail(f"--clock {clock!r}: use virtual or real")
@@ -138,7 +139,11 @@ def bench(
             sensitivity_conversations=sensitivity_conversations, clock=clock, time_scale=time_scale,
             backend=backend, base_url=base_url, api_key=api_key, model=model, concurrency=concurrency,
             team=str(team) if team else None, **({"workers": workers} if workers else {}),
+            store=store, run_id=(run_id or _new_run_id()) if store else None,
         )
+        if cfg.store:
+            console.print(f"[dim]run id {cfg.run_id}: after an interruption, finish it with "
+                          f"`rapo resume {cfg.run_id} --store {cfg.store}`[/]")
         if backend == "openai":
             cfg.sensitivity = []  # profiles are the simulator's; a real endpoint has one behaviour
         from rapo.backends.sim import PROFILES
@@ -150,11 +155,44 @@ def bench(
     except RapoError as err:
         fail(str(err))
         return
+    _show(results, out)
+
+
+def _new_run_id() -> str:
+    import time
+    import uuid
+
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def _show(results: dict[str, Any], out: Path | None) -> None:
+    from rapo.bench.report import print_summary, write_report
+    from rapo.bench.runner import write_results
+
     print_summary(results, console)
     if out is not None:
         path = write_results(results, out)
         written = write_report(results, out)
         console.print(f"[dim]wrote {path} and {', '.join(p.name for p in written)} in {out}[/]")
+
+
+@app.command()
+def resume(
+    run_id: str = typer.Argument(..., help="The run to finish (printed when it started)."),
+    store: str = typer.Option(..., help="The store it was checkpointed to (sqlite:///path.db or a path)."),
+    out: Optional[Path] = typer.Option(None, help="Write results.json, report.md and PNG plots here."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: CPU count)."),
+) -> None:
+    """Finish an interrupted `rapo bench --store` run: done conversations are kept, the rest continue."""
+    from rapo.bench.runner import resume_config, run_benchmark
+
+    try:
+        cfg = resume_config(store, run_id, **({"workers": workers} if workers else {}))
+        results = run_benchmark(cfg)
+    except RapoError as err:
+        fail(str(err))
+        return
+    _show(results, out)
 
 
 @app.command("sim-server")

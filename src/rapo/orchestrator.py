@@ -190,16 +190,28 @@ class Orchestrator:
         for backend in {id(b): b for b in self.backends.values()}.values():
             await backend.aclose()
 
+    def team_state(self) -> dict[str, Any]:
+        """What the team has learned and where its routing randomness stands: with a conversation's
+        snapshot, enough to continue exactly."""
+        from rapo.checkpoint import matrix_snapshot
+
+        return {**matrix_snapshot(self.matrix), "router_rng": self.router.rng.bit_generator.state}
+
+    def load_team_state(self, state: dict[str, Any]) -> None:
+        from rapo.checkpoint import restore_matrix_counts
+
+        restore_matrix_counts(self.matrix, state)
+        self.router.rng.bit_generator.state = state["router_rng"]
+
     def checkpoint(self, conv: ConversationState, store: Any, run_id: str) -> None:
         """Save the conversation with the team's learned counts and routing random state, atomically."""
-        from rapo.checkpoint import conversation_snapshot, matrix_snapshot
+        from rapo.checkpoint import conversation_snapshot
 
-        team = {**matrix_snapshot(self.matrix), "router_rng": self.router.rng.bit_generator.state}
-        store.put_many(run_id, {f"conversation/{conv.id}": conversation_snapshot(conv), "team": team})
+        store.put_many(run_id, {f"conversation/{conv.id}": conversation_snapshot(conv), "team": self.team_state()})
 
     def restore(self, store: Any, run_id: str, conversation_id: str) -> ConversationState:
         """The conversation as last checkpointed, with the team state it was saved with."""
-        from rapo.checkpoint import restore_conversation, restore_matrix_counts
+        from rapo.checkpoint import restore_conversation
 
         doc = store.get(run_id, f"conversation/{conversation_id}")
         if doc is None:
@@ -208,8 +220,7 @@ class Orchestrator:
                             f"it has: {', '.join(known) or 'none'}")
         team = store.get(run_id, "team")
         if team is not None:
-            restore_matrix_counts(self.matrix, team)
-            self.router.rng.bit_generator.state = team["router_rng"]
+            self.load_team_state(team)
         conv = restore_conversation(doc, self.embedder)
         if conv.context.shape[0] != len(self.agents):
             raise RapoError(f"checkpoint of {conversation_id!r} has {conv.context.shape[0]} agents, this team "

@@ -50,6 +50,8 @@ class BenchConfig(BaseModel):
     team: str | None = None  # path; default: the packaged benchmark team
     workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     n_boot: int = Field(1000, ge=10)
+    store: str | None = None  # checkpoint every transition here (sqlite:///path.db), to resume after a crash
+    run_id: str | None = None
 
     def validate_systems(self) -> None:
         unknown = [s for s in self.systems if s not in ALL_SYSTEMS]
@@ -104,19 +106,74 @@ def make_system(name: str, team: TeamSpec, backend: TimedBackend, cfg: BenchConf
     return Rapo(name, team, backend)
 
 
+class _JobCheckpoints:
+    """One job's checkpoints: finished conversations' scores, each running conversation's session
+    after its last transition, and the system's team state, written together after every transition."""
+
+    def __init__(self, store: Any, run_id: str, system: str, profile: str) -> None:
+        self.store, self.run_id, self.prefix = store, run_id, f"job/{system}/{profile}"
+
+    def finished(self) -> dict[str, list[TurnScore]]:
+        out = {}
+        for key in self.store.keys(self.run_id, f"{self.prefix}/done/"):
+            doc = self.store.get(self.run_id, key) or {}
+            out[key.rsplit("/", 1)[1]] = [TurnScore(*row) for row in doc.get("rows", [])]
+        return out
+
+    def team(self) -> dict[str, Any] | None:
+        return self.store.get(self.run_id, f"{self.prefix}/team")
+
+    def running(self, conv_id: str) -> dict[str, Any] | None:
+        doc = self.store.get(self.run_id, f"{self.prefix}/running/{conv_id}")
+        return doc if doc and "session" in doc else None
+
+    def save(self, conv_id: str, rows: list[TurnScore], session: Any, team: dict[str, Any] | None,
+             done: bool) -> None:
+        docs = {f"{self.prefix}/running/{conv_id}":
+                {"done": True} if done else {"session": session.snapshot(), "rows": as_rows(rows)}}
+        if done:
+            docs[f"{self.prefix}/done/{conv_id}"] = {"rows": as_rows(rows)}
+        if team is not None:
+            docs[f"{self.prefix}/team"] = team
+        self.store.put_many(self.run_id, docs)
+
+
 async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversations: list[Any],
                    tick: Callable[[], None]) -> list[TurnScore]:
     team = load_bench_team(cfg)
     backend = TimedBackend(_make_backend(cfg, profile))
     system = make_system(system_name, team, backend, cfg, profile)
     records: list[TurnScore] = []
+    store = None
+    ckpt: _JobCheckpoints | None = None
+    finished: dict[str, list[TurnScore]] = {}
+    if cfg.store:
+        from rapo.store import open_store
+
+        store = open_store(cfg.store)
+        ckpt = _JobCheckpoints(store, cfg.run_id or "run", system_name, profile)
+        finished = ckpt.finished()
+        saved_team = ckpt.team()
+        if saved_team is not None and hasattr(system, "load_team_state"):
+            system.load_team_state(saved_team)
+    team_state = getattr(system, "team_state", lambda: None)
 
     async def one(conv: Any) -> list[TurnScore]:
+        if conv.id in finished:  # done before the interruption: neither redone nor lost
+            tick()
+            return finished[conv.id]
         session = system.session(conv.id, truth=conv if system_name == "oracle" else None)
-        out = []
-        for i, text in enumerate(conv.user_texts()):
-            outcome = await session.step(text)
+        out: list[TurnScore] = []
+        running = ckpt.running(conv.id) if ckpt else None
+        if running is not None:
+            session.restore(running["session"])
+            out = [TurnScore(*row) for row in running["rows"]]
+        texts = conv.user_texts()
+        for i in range(len(out), len(texts)):
+            outcome = await session.step(texts[i])
             out.append(score_turn(system_name, conv, i, outcome))
+            if ckpt is not None:
+                ckpt.save(conv.id, out, session, team_state(), done=i == len(texts) - 1)
         tick()
         return out
 
@@ -135,6 +192,8 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
                 records.extend(chunk)
     finally:
         await backend.aclose()
+        if store is not None:
+            store.close()
     return records
 
 
@@ -188,6 +247,14 @@ def _job(args: tuple[BenchConfig, str, str, int]) -> tuple[str, str, list[TurnSc
 def run_benchmark(cfg: BenchConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run every job, then summarise. Returns the results.json object (with per-turn records)."""
     cfg.validate_systems()
+    if cfg.store:
+        from rapo.store import open_store
+
+        store = open_store(cfg.store)  # refuses a foreign or corrupt file before any work
+        saved = store.get(cfg.run_id or "run", "config")
+        if saved is None:
+            store.put(cfg.run_id or "run", "config", cfg.model_dump(exclude={"api_key", "store", "run_id"}))
+        store.close()
     t0 = time.perf_counter()
     n_sens = min(cfg.sensitivity_conversations or cfg.conversations, cfg.conversations)
     jobs: list[tuple[str, str, int]] = [(s, cfg.profile, cfg.conversations) for s in cfg.systems]
@@ -265,7 +332,7 @@ def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], 
                         for s, recs in per.items()},
             "ratios": ratios(per, b),
         }
-    config = cfg.model_dump(exclude={"api_key"})
+    config = cfg.model_dump(exclude={"api_key", "store"})
     config["elapsed_s"] = round(elapsed, 2)
     from importlib.metadata import version
 
@@ -278,6 +345,21 @@ def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], 
         "sensitivity": sensitivity,
         "records": {"fields": FIELDS, "rows": [row for recs in main.values() for row in as_rows(recs)]},
     }
+
+
+def resume_config(store_url: str, run_id: str, **overrides: Any) -> BenchConfig:
+    """The configuration a stored run was started with, to finish it."""
+    from rapo.store import open_store
+
+    store = open_store(store_url)
+    try:
+        saved = store.get(run_id, "config")
+        if saved is None:
+            runs = store.runs()
+            raise RapoError(f"no run {run_id!r} in {store_url}; runs there: {', '.join(runs) or 'none'}")
+    finally:
+        store.close()
+    return BenchConfig(**{**saved, **overrides, "store": store_url, "run_id": run_id})
 
 
 def write_results(results: dict[str, Any], out: Path) -> Path:

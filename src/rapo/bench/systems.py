@@ -32,6 +32,10 @@ class TurnOutcome:
 class Session(Protocol):
     async def step(self, text: str) -> TurnOutcome: ...
 
+    def snapshot(self) -> dict[str, Any]: ...  # JSON-able: enough to continue after a crash
+
+    def restore(self, state: dict[str, Any]) -> None: ...
+
 
 class System(Protocol):
     name: str
@@ -86,6 +90,13 @@ class _RoundRobinSession:
     system: RoundRobin
     history: list[Message] = field(default_factory=list)
     turn: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"turn": self.turn, "history": [m.model_dump() for m in self.history]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.turn = int(state["turn"])
+        self.history = [Message.model_validate(m) for m in state["history"]]
 
     async def step(self, text: str) -> TurnOutcome:
         t0, w0 = time.perf_counter(), self.system.backend.waited
@@ -142,6 +153,12 @@ class _HandoffSession:
     system: Handoff
     history: list[Message] = field(default_factory=list)
 
+    def snapshot(self) -> dict[str, Any]:
+        return {"history": [m.model_dump() for m in self.history]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.history = [Message.model_validate(m) for m in state["history"]]
+
     async def step(self, text: str) -> TurnOutcome:
         sys_ = self.system
         t0, w0 = time.perf_counter(), sys_.backend.waited
@@ -187,6 +204,12 @@ class Rapo:
         self.backend = backend
         self.orchestrator = Orchestrator(ABLATIONS[name](team), backend)
 
+    def team_state(self) -> dict[str, Any] | None:
+        return self.orchestrator.team_state()
+
+    def load_team_state(self, state: dict[str, Any]) -> None:
+        self.orchestrator.load_team_state(state)
+
     def session(self, conversation_id: str, truth: Any = None) -> "_RapoSession":
         return _RapoSession(self, self.orchestrator.new_conversation(conversation_id))
 
@@ -195,6 +218,16 @@ class Rapo:
 class _RapoSession:
     system: Rapo
     conv: Any
+
+    def snapshot(self) -> dict[str, Any]:
+        from rapo.checkpoint import conversation_snapshot
+
+        return conversation_snapshot(self.conv)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        from rapo.checkpoint import restore_conversation
+
+        self.conv = restore_conversation(state, self.system.orchestrator.embedder)
 
     async def step(self, text: str) -> TurnOutcome:
         t0, w0 = time.perf_counter(), self.system.backend.waited
@@ -227,6 +260,12 @@ class _OracleSession:
     system: Oracle
     truth: Any
     turn: int = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"turn": self.turn}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.turn = int(state["turn"])
 
     async def step(self, text: str) -> TurnOutcome:
         turn = self.truth.turns[self.turn]

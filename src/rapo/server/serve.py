@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from rapo.types import RapoError
 
@@ -45,3 +50,31 @@ def serve(team: Path, backend: str | None, host: str = "127.0.0.1", port: int = 
     print(f"rapo: serving team {app.state.service.team.name!r} on http://{shown}:{port} "
           f"(docs /docs, viewer /viewer, auth {'on' if token else 'off'})", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+@contextmanager
+def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 15.0
+                    ) -> Iterator[str]:
+    """Run `app` with uvicorn in a daemon thread for as long as the block lasts; yields its base URL.
+    For tests and notebooks: the port is picked free when 0, and the server is stopped on exit."""
+    import uvicorn
+
+    if port == 0:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True, name=f"rapo-server-{port}")
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        server.should_exit = True
+        thread.join(timeout=5)
+        raise RapoError(f"the server did not start on {host}:{port} within {timeout_s:.0f} s")
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=timeout_s)
