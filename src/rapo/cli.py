@@ -213,6 +213,26 @@ def sim_server(
     uvicorn.run(create_app(profile=profile, seed=seed), host=host, port=port, log_level="warning")
 
 
+@app.command("serve")
+def serve_cmd(
+    team: Path = typer.Option(..., "--team", "-t", help="Team YAML file."),
+    backend: Optional[str] = typer.Option(None, help="Backend for every agent: sim, openai, scripted."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but loopback needs --token."),
+    port: int = typer.Option(8000, min=1, max=65535),
+    token: Optional[str] = typer.Option(None, envvar="RAPO_TOKEN", help="Bearer token (or RAPO_TOKEN)."),
+) -> None:
+    """Serve a team over HTTP: REST, server-sent events, /v1/chat/completions and the trace viewer."""
+    try:
+        from rapo.server.serve import serve
+    except ImportError:
+        fail("the HTTP service needs the serve extra: pip install 'rapo[serve]'")
+        return
+    try:
+        serve(team, backend, host, port, token)
+    except RapoError as err:
+        fail(str(err))
+
+
 @app.command()
 def version() -> None:
     """Print the installed version."""

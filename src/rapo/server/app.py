@@ -89,6 +89,7 @@ class BodyLimit:
                 await self._refuse(send, 400, "the Content-Length header is not a non-negative integer")
                 return
             if declared > self.max_bytes:
+                await self._drain(receive, more=True)
                 await self._refuse(send, 413, f"the request body ({declared} bytes) is over the limit of "
                                               f"{self.max_bytes} bytes")
                 return
@@ -101,6 +102,7 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
+                await self._drain(receive, more=message.get("more_body", False))
                 await self._refuse(send, 413, f"the request body is over the limit of {self.max_bytes} bytes")
                 return
             chunks.append(chunk)
@@ -117,6 +119,21 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _drain(receive: Receive, more: bool, cap: int = 1 << 20) -> None:
+        """Read (and drop) the rest of a refused body, up to `cap` bytes and 5 s a chunk, so the client gets to read the
+        413 instead of a reset connection; past the cap the connection is closed on it."""
+        seen = 0
+        while more and seen < cap:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=5.0)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            seen += len(message.get("body", b""))
+            more = message.get("more_body", False)
 
     @staticmethod
     async def _refuse(send: Send, status: int, detail: str) -> None:
@@ -360,8 +377,8 @@ def create_app(
             return _turn_response(await svc.turn(entry, body.text, body.critical))
 
         async def events() -> AsyncIterator[str]:
-            yield _sse("accepted", {"conversation": entry.id, "turn": entry.state.turn + 1, "text": body.text,
-                                    "live": True})
+            yield _sse("accepted", {"conversation": entry.id, "text": body.text, "waiting": entry.lock.locked(),
+                                    "live": True})  # the turn number is known once it runs (turns queue)
             try:
                 record = await svc.turn(entry, body.text, body.critical)
             except RapoError as exc:

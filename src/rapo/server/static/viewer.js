@@ -93,7 +93,7 @@ function row(rec) {
       el("div", { class: "answer-line" },
         el("span", { class: "agent" + (noted ? " noted" : ""), text: noted ? "ledger" : rec.agent }),
         noted ? el("span", { text: rec.answer }) : el("span", {}, "answered ", el("span", { class: "value", text: rec.value || "(no value)" })),
-        el("span", { class: "caret", text: "▸ prompt & reply" })),
+        noted ? null : el("span", { class: "caret", text: "▸ prompt & reply" })),
       rec.context.length ? el("div", { class: "chips" }, rec.context.map((c) =>
         el("span", { class: "chip " + c.reason, title: `fact ${c.fact_id} from turn ${c.turn} (${c.source}), score ${fmt(c.score, 3)}` },
           el("span", { class: "why", text: c.reason }), c.text))) : null,
