@@ -9,7 +9,7 @@ import asyncio
 import re
 import time
 import uuid
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -43,6 +43,13 @@ def _vote_value(reply: str) -> str:
     """The answer an agent votes for; an abstention ("unknown") casts no vote."""
     value = normalise_answer(extract_answer(reply))
     return "" if value in _ABSTAIN else value
+
+
+StageHook = Callable[[str, "TurnRecord", "RoundRecord | None"], None]
+
+
+def _no_stage(name: str, record: "TurnRecord", round_: "RoundRecord | None") -> None:
+    return None
 
 
 def is_request(text: str) -> bool:
@@ -243,8 +250,12 @@ class Orchestrator:
         *,
         requirement: Mapping[str, float] | None = None,
         critical: bool = False,
+        on_stage: StageHook | None = None,
     ) -> TurnRecord:
+        """One agent transition. `on_stage(name, record, round)` is called as each stage completes
+        (noted | routing | prompt | consensus_round | reply), so a caller can stream them live."""
         t0 = time.perf_counter()
+        stage = on_stage or _no_stage
         model_time = 0.0
         conv.turn += 1
         asked = is_request(text) or critical or requirement is not None  # a caller's flags mean "answer this"
@@ -258,6 +269,7 @@ class Orchestrator:
             if added:  # the facts' vectors (already embedded by the ledger) stand for the turn
                 conv.absorb([], self.embedder.embed([f.text for f in added]).mean(axis=0))
             record.overhead_s = time.perf_counter() - t0 - waited
+            stage("noted", record, None)
             return record
 
         step_vec = self.embedder.embed([text])[0]
@@ -275,18 +287,19 @@ class Orchestrator:
         n_dep = sum(s.reason == "dependency" for s in selection)
         record.difficulty = estimate_difficulty(r, n_named, n_dep)
         record.handoff = self._handoff(conv)
+        stage("routing", record, None)
 
         trigger = self._consensus_trigger(critical, decision)
         t_wait = time.perf_counter()
         if trigger is None:
-            agent, completion = await self._call_with_failover(decision, r, record, conv, text)
+            agent, completion = await self._call_with_failover(decision, r, record, conv, text, stage)
             record.answer, record.value = completion.text, normalise_answer(extract_answer(completion.text))
             record.prompt_tokens += completion.prompt_tokens
             record.output_tokens += completion.output_tokens
             record.calls += 1
             model_time = completion.latency_s
         else:
-            agent, model_time = await self._consensus(trigger, decision, r, record, conv, text)
+            agent, model_time = await self._consensus(trigger, decision, r, record, conv, text, stage)
         waited += time.perf_counter() - t_wait
         record.agent = self.names[agent]
         record.latency_s += model_time
@@ -295,6 +308,7 @@ class Orchestrator:
         conv.ledger.add_text(record.answer, turn=conv.turn, source=record.agent, origin="agent")
         conv.previous_agent, conv.last_question, conv.last_answer = agent, text, record.value
         record.overhead_s = time.perf_counter() - t0 - waited
+        stage("reply", record, None)
         return record
 
     # -- the parts -----------------------------------------------------------------------------
@@ -385,12 +399,15 @@ class Orchestrator:
         return messages, plan
 
     async def _call_with_failover(
-        self, decision: RoutingDecision, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str
+        self, decision: RoutingDecision, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str,
+        stage: StageHook,
     ) -> tuple[int, Completion]:
         """The chosen agent answers; if its backend is unavailable (retries spent, circuit open), the
         next agent by routing score does, and the trace says who failed and why."""
         for agent in decision.ranked:
             messages, plan = self._messages(agent, r, record, conv, text)
+            record.agent, record.prompt, record.strategy = self.names[agent], messages, plan.strategy_kind
+            stage("prompt", record, None)
             try:
                 completion = await self._call(agent, messages, sample=0)
             except BackendUnavailable as err:
@@ -411,7 +428,7 @@ class Orchestrator:
 
     async def _consensus(
         self, trigger: str, decision: RoutingDecision, r: np.ndarray, record: TurnRecord,
-        conv: ConversationState, text: str,
+        conv: ConversationState, text: str, stage: StageHook,
     ) -> tuple[int, float]:
         cfg = self.team.consensus
         chosen = decision.ranked[: min(cfg.m, len(self.agents))]
@@ -426,6 +443,9 @@ class Orchestrator:
             built = [self._messages(a, r, record, conv, text, peers) for a in chosen]
             prompts = [m for m, _ in built]
             sent = {a: (m, plan) for a, (m, plan) in zip(chosen, built)}
+            if round_no == 0:
+                record.agent, record.prompt, record.strategy = self.names[chosen[0]], prompts[0], built[0][1].strategy_kind
+                stage("prompt", record, None)
             calls = [
                 (lambda a=a, p=p: self._call(a, p, sample=round_no)) for a, p in zip(chosen, prompts)
             ]
@@ -475,6 +495,7 @@ class Orchestrator:
                 lipschitz=float(result.dynamics.L),
                 latency_s=out.latency_s,
             ))
+            stage("consensus_round", record, rounds[-1])
             if agreement >= cfg.threshold:
                 break
             peers = "Other agents answered: " + "; ".join(

@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rapo.orchestrator import Orchestrator, TurnRecord
+from rapo.orchestrator import Orchestrator, RoundRecord, StageHook, TurnRecord
 from rapo.server.models import (
     ChatRequest,
     ConversationCreated,
@@ -166,13 +166,14 @@ class _Service:
     def new(self, origin: str, title: str | None = None) -> StoredConversation:
         return self.store.create(self.orch.new_conversation(), origin=origin, title=title)
 
-    async def turn(self, entry: StoredConversation, text: str, critical: bool) -> TurnRecord:
+    async def turn(self, entry: StoredConversation, text: str, critical: bool,
+                   on_stage: StageHook | None = None) -> TurnRecord:
         """One turn, serialised per conversation; shielded so a client that hangs up mid-turn does not
         leave the conversation half-updated."""
 
         async def run() -> TurnRecord:
             async with entry.lock:
-                return await self.orch.astep(entry.state, text, critical=critical)
+                return await self.orch.astep(entry.state, text, critical=critical, on_stage=on_stage)
 
         return await _shielded(run)
 
@@ -203,28 +204,27 @@ def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def turn_stages(record: TurnRecord) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The stages of a finished turn in the order they happened: routing, prompt, consensus rounds or
-    the single reply. Built from the TurnRecord (the orchestrator has no stage hooks), so each event
-    says `"live": false`."""
-    base = {"conversation": record.conversation, "turn": record.turn, "live": False}
-    if record.routing is None:
-        yield "noted", {**base, "answer": record.answer}
-        return
-    r = record.routing
-    yield "routing", {**base, "requirement": record.requirement, "requirement_source": record.requirement_source,
-                      "chosen": r.chosen, "confidence": r.confidence, "exploration": r.exploration,
-                      "scores": [s.model_dump() for s in r.scores]}
-    yield "prompt", {**base, "agent": record.agent, "strategy": record.strategy, "difficulty": record.difficulty,
-                     "handoff": record.handoff, "context": [c.model_dump() for c in record.context],
-                     "messages": [m.model_dump() for m in record.prompt]}
-    if record.consensus is not None:
-        for i, rnd in enumerate(record.consensus.rounds):
-            yield "consensus_round", {**base, "round": i + 1, "triggered_by": record.consensus.triggered_by,
-                                      **rnd.model_dump()}
-    yield "reply", {**base, "agent": record.agent, "answer": record.answer, "value": record.value,
-                    "prompt_tokens": record.prompt_tokens, "output_tokens": record.output_tokens,
-                    "calls": record.calls, "latency_s": record.latency_s, "overhead_s": record.overhead_s}
+def stage_event(name: str, record: TurnRecord, rnd: RoundRecord | None = None) -> dict[str, Any]:
+    """The payload of one stage, sent as the orchestrator reaches it (`Orchestrator.astep(on_stage=...)`)."""
+    base = {"conversation": record.conversation, "turn": record.turn, "live": True}
+    if name == "noted":
+        return {**base, "answer": record.answer}
+    if name == "routing":
+        r = record.routing
+        assert r is not None
+        return {**base, "requirement": record.requirement, "requirement_source": record.requirement_source,
+                "chosen": r.chosen, "confidence": r.confidence, "exploration": r.exploration,
+                "scores": [s.model_dump() for s in r.scores]}
+    if name == "prompt":
+        return {**base, "agent": record.agent, "strategy": record.strategy, "difficulty": record.difficulty,
+                "handoff": record.handoff, "context": [c.model_dump() for c in record.context],
+                "messages": [m.model_dump() for m in record.prompt]}
+    if name == "consensus_round" and rnd is not None:
+        return {**base, **rnd.model_dump()}
+    return {**base, "agent": record.agent, "answer": record.answer, "value": record.value,
+            "prompt_tokens": record.prompt_tokens, "output_tokens": record.output_tokens,
+            "calls": record.calls, "latency_s": record.latency_s, "overhead_s": record.overhead_s,
+            "failovers": record.failovers}
 
 
 def _prefix_key(model: str, turns: list[tuple[str, str]]) -> str:
@@ -379,17 +379,26 @@ def create_app(
         async def events() -> AsyncIterator[str]:
             yield _sse("accepted", {"conversation": entry.id, "text": body.text, "waiting": entry.lock.locked(),
                                     "live": True})  # the turn number is known once it runs (turns queue)
+            stages: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+            task = asyncio.ensure_future(svc.turn(
+                entry, body.text, body.critical,
+                on_stage=lambda name, rec, rnd: stages.put_nowait((name, stage_event(name, rec, rnd)))))
+            while not (task.done() and stages.empty()):
+                getter = asyncio.ensure_future(stages.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield _sse(*getter.result())
+                else:
+                    getter.cancel()
             try:
-                record = await svc.turn(entry, body.text, body.critical)
+                record = task.result()
             except RapoError as exc:
                 yield _sse("error", {"detail": f"the team could not answer: {exc}"})
                 return
-            for name, data in turn_stages(record):
-                yield _sse(name, data)
             yield _sse("final", _turn_response(record).model_dump(mode="json"))
 
         return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Rapo-Stages": "from-record"})
+                                 headers={"Cache-Control": "no-cache", "X-Rapo-Stages": "live"})
 
     # -- OpenAI-compatible --------------------------------------------------------------------
 
