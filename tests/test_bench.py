@@ -149,3 +149,26 @@ def test_real_clock_waits_and_measures_what_the_virtual_clock_computes():
         assert v * 0.95 <= r <= v * 1.5, (name, v, r)  # measured: never faster, a little event-loop overhead
     total_virtual = sum(virtual["systems"][n]["latency_mean_s"] * 6 for n in ("round-robin", "oracle"))
     assert wall >= total_virtual * 0.02 / 3 * 0.5  # it really slept (3 conversations at a time)
+
+
+def test_peer_frameworks_run_as_benchmark_rows_and_langgraph_matches_the_handoff_baseline():
+    """The LangGraph supervisor graph, run for real on the same simulated model, answers turn for turn
+    as the `handoff` baseline does: the baseline is the pattern as its users write it, not a weak copy."""
+    from rapo.bench.peers.common import peer_available
+
+    if peer_available("langgraph") or peer_available("autogen"):
+        pytest.skip(peer_available("langgraph") or peer_available("autogen"))
+    res = run_benchmark(small_cfg(conversations=8, transitions=(2, 10), systems=["handoff", "langgraph", "autogen"],
+                                  sensitivity=[]), progress=False)
+    fields = res["records"]["fields"]
+    pick = lambda name: [tuple(r[fields.index(k)] for k in ("conv", "turn", "agent", "value", "ptok", "calls"))  # noqa: E731
+                         for r in res["records"]["rows"] if r[fields.index("system")] == name]
+    assert pick("langgraph") == pick("handoff")
+    assert res["systems"]["autogen"]["calls_per_turn"] == 1.0 and res["systems"]["autogen"]["questions"] > 0
+
+
+def test_unknown_or_missing_peer_is_a_clear_error():
+    from rapo.types import RapoError
+
+    with pytest.raises(RapoError, match="unknown systems.*langgraph"):
+        run_benchmark(small_cfg(systems=["crewai"]), progress=False)

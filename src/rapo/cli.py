@@ -107,7 +107,7 @@ def bench(
     conversations: int = typer.Option(1000, min=1, help="Conversations to generate (the paper: 1,000)."),
     seed: int = typer.Option(0, help="Seed of the generator and the simulated model."),
     transitions: str = typer.Option("1-50", help="Agent transitions per conversation, A-B, spread evenly."),
-    systems: Optional[str] = typer.Option(None, help="Comma-separated systems (default: all)."),
+    systems: Optional[str] = typer.Option(None, help="Comma-separated systems (default: all but the peers; add langgraph, autogen, openai-agents)."),
     profile: str = typer.Option("default", help="Simulated-model profile for the main table."),
     sensitivity: str = typer.Option("no-penalty,small-model", help="Extra profiles for the sensitivity table ('' for none; also: api)."),
     sensitivity_conversations: int = typer.Option(60, min=1, help="Conversations per sensitivity profile (first N of the same set)."),

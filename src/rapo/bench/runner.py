@@ -54,9 +54,14 @@ class BenchConfig(BaseModel):
     run_id: str | None = None
 
     def validate_systems(self) -> None:
-        unknown = [s for s in self.systems if s not in ALL_SYSTEMS]
+        from rapo.bench.peers.common import PEER_NAMES, peer_available
+
+        unknown = [s for s in self.systems if s not in ALL_SYSTEMS and s not in PEER_NAMES]
         if unknown:
-            raise RapoError(f"unknown systems {unknown}; choose from: {', '.join(ALL_SYSTEMS)}")
+            raise RapoError(f"unknown systems {unknown}; choose from: {', '.join([*ALL_SYSTEMS, *PEER_NAMES])}")
+        missing = [why for s in self.systems if s in PEER_NAMES and (why := peer_available(s))]
+        if missing:
+            raise RapoError("; ".join(missing))
         lo, hi = self.transitions
         if not 1 <= lo <= hi:
             raise RapoError(f"--transitions {lo}-{hi}: need 1 <= A <= B, e.g. 1-50")
@@ -103,6 +108,11 @@ def make_system(name: str, team: TeamSpec, backend: TimedBackend, cfg: BenchConf
         return Handoff(team, backend)
     if name == "oracle":
         return Oracle(team, backend, _skill_table(profile, cfg.seed))
+    from rapo.bench.peers.common import PEER_NAMES, FakeModel, FakeModelConfig, make_peer
+
+    if name in PEER_NAMES:  # the framework's own runner, its chat model wrapping the same simulated model
+        model = FakeModel(FakeModelConfig(mode="sim"), sim=backend, agent_names=[a.name for a in team.agents])
+        return make_peer(name, team, model)
     return Rapo(name, team, backend)
 
 
