@@ -116,7 +116,7 @@ def segment_query(query: str) -> list[_Segment]:
 class Ledger:
     """Facts plus their embeddings (rows of one matrix grown in chunks) and lookup indexes."""
 
-    _CHUNK = 256
+    _CHUNK = 16  # first rows; the arrays double as facts arrive (many conversations stay small)
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
