@@ -279,8 +279,8 @@ class Orchestrator:
         record.routing = decision
         selection = self._select_context(conv, text)
         record.context = [
-            ContextItem.model_construct(fact_id=s.fact.id, turn=s.fact.turn, source=s.fact.source, text=s.fact.text,
-                        reason=s.reason, score=round(float(s.score), 4))
+            ContextItem.model_construct(fact_id=s.fact.id, turn=s.fact.turn, source=s.fact.source,
+                                        text=s.fact.text, reason=s.reason, score=round(float(s.score), 4))
             for s in selection
         ]
         n_named = sum(s.reason == "named" for s in selection)
