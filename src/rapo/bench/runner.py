@@ -271,8 +271,11 @@ def run_benchmark(cfg: BenchConfig, *, progress: bool = True) -> dict[str, Any]:
     for prof in cfg.sensitivity:
         if prof != cfg.profile:
             jobs += [(s, prof, n_sens) for s in SENSITIVITY_SYSTEMS if s in cfg.systems]
-    cost = {"round-robin": 1.0, "handoff": 1.3, "oracle": 0.4}  # rough relative CPU per conversation
-    jobs.sort(key=lambda j: -j[2] * cost.get(j[0], 4.0))  # longest first: the two cores finish together
+    # Rough relative CPU per conversation, measured on the default profile (rapo's first job also
+    # fills the process's caches): longest first, so the workers finish together.
+    cost = {"round-robin": 1.0, "handoff": 1.5, "oracle": 0.5, "rapo": 4.4, "rapo-no-context-vectors": 4.0,
+            "rapo-no-consensus": 3.0}
+    jobs.sort(key=lambda j: -j[2] * cost.get(j[0], 3.0))
     total = sum(n for _, _, n in jobs)
     results: dict[tuple[str, str], list[TurnScore]] = {}
     _conversations(cfg.conversations, cfg.seed, cfg.transitions)  # generated once; forked workers inherit it
