@@ -10,9 +10,7 @@ from pathlib import Path
 import pytest
 
 from rapo.bench.generator import generate
-from rapo.bench.runner import BenchConfig, _run_job, load_bench_team, run_benchmark, write_results
-from rapo.bench.systems import Handoff, Rapo, RoundRobin, TimedBackend
-from rapo.backends.sim import SimBackend
+from rapo.bench.runner import BenchConfig, _run_job, run_benchmark, write_results
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "rapo"
 

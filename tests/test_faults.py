@@ -1,6 +1,5 @@
 """Fault tolerance: injected failures are retried away; a dead agent is failed over; a breaker opens."""
 
-import asyncio
 
 import pytest
 

@@ -1,15 +1,13 @@
 """Checkpoints: a conversation resumed from the store continues exactly as if never stopped."""
 
 import sqlite3
-from importlib import resources
 
 import pytest
-import yaml
 
 from rapo.backends.sim import SimBackend
 from rapo.orchestrator import Orchestrator
 from rapo.store import SQLiteStore, open_store
-from rapo.team import team_from_dict
+from rapo.team import bench_team
 from rapo.types import RapoError
 
 TURNS = [
@@ -22,11 +20,6 @@ TURNS = [
     "What is the discount rate for the tier of the customer for order A17?",
     "Is it true that the refund limit for order A17 is 120 dollars?",
 ]
-
-
-def bench_team():
-    text = resources.files("rapo").joinpath("data/bench-team.yaml").read_text()
-    return team_from_dict(yaml.safe_load(text))
 
 
 def _signature(records):

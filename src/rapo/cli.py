@@ -9,7 +9,6 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from rapo.types import RapoError
 

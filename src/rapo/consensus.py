@@ -19,7 +19,7 @@ from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from rapo.theory import DynamicsResult, _run_checked, check_alpha, default_alpha, run_dynamics, step_bound
+from rapo.theory import DynamicsResult, _run_checked, check_alpha, default_alpha, step_bound
 from rapo.types import RapoError
 
 __all__ = [

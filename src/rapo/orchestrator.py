@@ -25,6 +25,7 @@ from rapo.prompts import PromptBuilder, PromptPlan, estimate_difficulty
 from rapo.routing import Router, RoutingDecision
 from rapo.state import CapabilityMatrix, ConversationState
 from rapo.team import AgentSpec, TeamSpec
+from rapo.tokens import count_message_tokens, count_tokens
 from rapo.types import Backend, Completion, Embedder, Message, RapoError
 
 _REQUEST = re.compile(
@@ -41,7 +42,10 @@ _ABSTAIN = {"unknown", "i don't know", "i do not know", "not given", "n/a", "non
 
 def _vote_value(reply: str) -> str:
     """The answer an agent votes for; an abstention ("unknown") casts no vote."""
-    value = normalise_answer(extract_answer(reply))
+    return _vote(normalise_answer(extract_answer(reply)))
+
+
+def _vote(value: str) -> str:
     return "" if value in _ABSTAIN else value
 
 
@@ -351,8 +355,6 @@ class Orchestrator:
             return conv.ledger.select(text, budget_tokens=cfg.context_budget_tokens, k_relevant=cfg.k_relevant,
                                       exclude_origin={"agent"})
         # Ablation: the facts of the last k turns, newest kept first under the same budget.
-        from rapo.tokens import count_tokens
-
         window = [f for f in conv.ledger.current() if f.turn > conv.turn - cfg.history_k and f.origin != "agent"]
         chosen: list[Selection] = []
         used = 0
@@ -461,19 +463,16 @@ class Orchestrator:
                 names = ", ".join(self.names[a] for a in chosen)
                 raise BackendUnavailable(f"no agent of the team could answer ({names}); first error: {err}") from err
             record.failovers += [f"{self.names[chosen[i]]}: {msg}" for i, msg in out.errors.items()]
-            used = [i for i in out.used if out.results[i] is not None]
-            if not used:
-                raise RapoError(f"consensus round {round_no + 1}: no agent answered ({out.errors})")
+            used = out.used  # fan_out raises when no call returned, so at least one answer is here
             record.calls += len(calls)
             for i, res in enumerate(out.results):
                 if res is not None and i in used:
                     record.prompt_tokens += res.prompt_tokens
                     record.output_tokens += res.output_tokens
                 else:  # cancelled in flight: its prompt was still sent and read
-                    from rapo.tokens import count_message_tokens
-
                     record.prompt_tokens += count_message_tokens(m.content for m in prompts[i])
-            values = [_vote_value(out.results[i].text) for i in used]  # type: ignore[union-attr]
+            shown = {i: normalise_answer(extract_answer(out.results[i].text)) for i in used}  # type: ignore[union-attr]
+            values = [_vote(shown[i]) for i in used]
             vectors = self.embedder.embed(values)
             result = vote(values, vectors, np.asarray([weights[i] for i in used]), lam=cfg.lam, alpha=cfg.alpha)
             winner_agent = chosen[used[result.winner]]
@@ -483,9 +482,7 @@ class Orchestrator:
             total_latency += out.latency_s
             rounds.append(RoundRecord(
                 agents=[self.names[a] for a in chosen],
-                values={self.names[a]: (normalise_answer(extract_answer(out.results[i].text))
-                                        if i in used and out.results[i] is not None else None)
-                        for i, a in enumerate(chosen)},
+                values={self.names[a]: shown.get(i) for i, a in enumerate(chosen)},
                 support={k: round(float(v), 4) for k, v in result.support.items()},
                 agreement=round(agreement, 4),
                 winner=self.names[winner_agent],

@@ -146,6 +146,14 @@ def team_from_dict(data: Any, source: str = "<dict>", base_dir: Path | None = No
     return team
 
 
+def bench_team() -> TeamSpec:
+    """The team shipped with rapo for the benchmark (src/rapo/data/bench-team.yaml)."""
+    from importlib import resources
+
+    text = resources.files("rapo").joinpath("data/bench-team.yaml").read_text()
+    return team_from_dict(yaml.safe_load(text), "rapo/data/bench-team.yaml")
+
+
 def load_team(path: str | Path) -> TeamSpec:
     p = Path(path)
     if not p.is_file():

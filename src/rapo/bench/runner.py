@@ -15,7 +15,6 @@ import sys
 import time
 from functools import lru_cache
 from concurrent.futures import ProcessPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -23,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from rapo.bench.metrics import FIELDS, TurnScore, as_rows, bootstrap_index, ratios, score_turn, summarise
 from rapo.bench.systems import ABLATIONS, Handoff, Oracle, Rapo, RoundRobin, TimedBackend
-from rapo.team import TeamSpec, load_team
+from rapo.team import TeamSpec, bench_team, load_team
 from rapo.types import RapoError
 
 BASELINES = ["round-robin", "handoff"]
@@ -71,14 +70,7 @@ class BenchConfig(BaseModel):
 
 
 def load_bench_team(cfg: BenchConfig) -> TeamSpec:
-    if cfg.team:
-        team = load_team(cfg.team)
-    else:
-        from rapo.team import team_from_dict
-        import yaml
-
-        text = resources.files("rapo").joinpath("data/bench-team.yaml").read_text()
-        team = team_from_dict(yaml.safe_load(text), "rapo/data/bench-team.yaml")
+    team = load_team(cfg.team) if cfg.team else bench_team()
     if cfg.model and cfg.model != "sim":  # "sim" keeps the per-agent sim-* names, so skills match in-process
         team = team.model_copy(update={"agents": [a.model_copy(update={"model": cfg.model}) for a in team.agents]})
     return team

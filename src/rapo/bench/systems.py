@@ -123,6 +123,11 @@ SUPERVISOR_PROMPT = (
 _AGENT_LINE = re.compile(r"agent\s*:\s*([A-Za-z][\w-]*)", re.IGNORECASE)
 
 
+def supervisor_prompt(team: TeamSpec) -> str:
+    """The supervisor's system prompt: the agents as declared, and the reply it must give."""
+    return SUPERVISOR_PROMPT.format(agents="\n".join(f"- {a.name}: {a.description}" for a in team.agents))
+
+
 def parse_agent_choice(reply: str, names: Sequence[str]) -> str:
     """The agent the supervisor named: 'Agent: x', else the first known name in the text."""
     m = _AGENT_LINE.search(reply)
@@ -141,8 +146,7 @@ class Handoff:
     def __init__(self, team: TeamSpec, backend: TimedBackend, supervisor_model: str | None = None) -> None:
         self.team, self.backend = team, backend
         self.supervisor_model = supervisor_model or team.agents[-1].model
-        lines = "\n".join(f"- {a.name}: {a.description}" for a in team.agents)
-        self.supervisor_prompt = SUPERVISOR_PROMPT.format(agents=lines)
+        self.supervisor_prompt = supervisor_prompt(team)
 
     def session(self, conversation_id: str, truth: Any = None) -> "_HandoffSession":
         return _HandoffSession(self)

@@ -13,13 +13,18 @@ import asyncio
 import contextvars
 import zlib
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rapo.bench.systems import SUPERVISOR_PROMPT, TurnOutcome, _agent_system_prompt, parse_agent_choice
-from rapo.team import TeamSpec
+from rapo.bench.systems import (  # noqa: F401 - supervisor_prompt is re-exported for the peers
+    SUPERVISOR_PROMPT,
+    TurnOutcome,
+    _agent_system_prompt,
+    parse_agent_choice,
+    supervisor_prompt,
+)
+from rapo.team import TeamSpec, bench_team  # noqa: F401 - re-exported for the benchmark scripts
 from rapo.types import Backend, Completion, Message, RapoError
 
 PEER_NAMES: tuple[str, ...] = ("langgraph", "autogen", "openai-agents")
@@ -143,11 +148,6 @@ def outcome(agent: str | None, reply: str, calls: Sequence[CallRecord], own_s: f
     )
 
 
-def supervisor_prompt(team: TeamSpec) -> str:
-    lines = "\n".join(f"- {a.name}: {a.description}" for a in team.agents)
-    return SUPERVISOR_PROMPT.format(agents=lines)
-
-
 def agent_prompt(team: TeamSpec, name: str) -> str:
     spec = team.agent(name)
     return _agent_system_prompt(spec.role, spec.description)
@@ -155,16 +155,6 @@ def agent_prompt(team: TeamSpec, name: str) -> str:
 
 def choose(reply: str, team: TeamSpec) -> str:
     return parse_agent_choice(reply, [a.name for a in team.agents])
-
-
-def bench_team() -> TeamSpec:
-    """The benchmark's 4-agent team (retriever, calculator, reasoner, generalist)."""
-    import yaml
-
-    from rapo.team import team_from_dict
-
-    text = resources.files("rapo").joinpath("data/bench-team.yaml").read_text()
-    return team_from_dict(yaml.safe_load(text), "rapo/data/bench-team.yaml")
 
 
 def peer_available(name: str) -> str | None:
