@@ -2,12 +2,11 @@
 
 import ast
 import json
-import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
+from loopback import free_port, serve
 
 from rapo.bench.generator import generate
 from rapo.bench.runner import BenchConfig, _run_job, run_benchmark, write_results
@@ -89,26 +88,12 @@ async def test_systems_see_only_the_text():
         assert all(r.correct is False for r in dirty if r.q)  # only the scoring saw the change
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def sim_server():
-    uvicorn = pytest.importorskip("uvicorn")
     from rapo.bench.simserver import create_app
 
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(profile="default", seed=0), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "sim-server did not start"
+    port = free_port()
+    server, thread = serve(create_app(profile="default", seed=0), port)
     yield f"http://127.0.0.1:{port}/v1"
     server.should_exit = True
     thread.join(timeout=10)

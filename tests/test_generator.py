@@ -280,3 +280,12 @@ def test_other_seeds_generate_self_consistent_text(seed):
     # (seed 1 once produced "module Q1000", an identifier past three digits).
     convs = generate(300, seed=seed)
     assert len(convs) == 300 and all(c.turns[-1].question is not None for c in convs)
+
+
+def test_indices_pick_the_same_conversations_as_the_full_set() -> None:
+    full = generate(30, seed=3, transitions=(2, 9))
+    picked = generate(30, seed=3, transitions=(2, 9), indices=[29, 0, 7])
+    assert [c.model_dump() if hasattr(c, "model_dump") else c for c in picked] == \
+        [c.model_dump() if hasattr(c, "model_dump") else c for c in (full[29], full[0], full[7])]
+    with pytest.raises(RapoError, match="indices"):
+        generate(30, indices=[30])

@@ -198,7 +198,7 @@ def test_ten_thousand_facts(ledger: Ledger) -> None:
         ledger.add_text(filler(i), turn=i, source="user")
     ledger.add_text("The refund limit for order A17 is 120 dollars.", turn=10_000, source="user")
     assert len(ledger) == 10_001
-    assert ledger._emb.shape[0] >= 10_001 and ledger._emb.shape[0] % 256 == 0
+    assert 10_001 <= ledger._emb.shape[0] <= 1.5 * 10_001  # grown by half each time, never per fact
     sel = ledger.select("What is the refund limit for order A17?", budget_tokens=150)
     assert [s.fact.value for s in sel if s.reason == "named"] == ["120 dollars"]
     assert sum(count_tokens(s.fact.text) for s in sel) <= 150

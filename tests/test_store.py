@@ -80,8 +80,6 @@ def test_foreign_and_corrupt_files_are_refused(tmp_path):
     con.close()
     with pytest.raises(RapoError, match="newer rapo"):
         SQLiteStore(newer)
-    with pytest.raises(RapoError, match="only sqlite"):
-        open_store("postgresql://localhost/db")
 
 
 def test_put_many_writes_all_documents_or_none(tmp_path):

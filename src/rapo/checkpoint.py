@@ -36,6 +36,7 @@ def conversation_snapshot(conv: ConversationState) -> dict[str, Any]:
         "global_context": _pack(conv.global_context),
         "ledger": conv.ledger.snapshot(),
         "records": [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in conv.records],
+        "rng": None if conv.rng is None else conv.rng.bit_generator.state,
     }
 
 
@@ -54,7 +55,16 @@ def restore_conversation(data: dict[str, Any], embedder: Embedder) -> Conversati
         last_answer=data["last_answer"],
         last_question=data["last_question"],
         records=[TurnRecord.model_validate(r) for r in data["records"]],
+        rng=_restore_rng(data.get("rng")),
     )
+
+
+def _restore_rng(state: dict[str, Any] | None) -> np.random.Generator | None:
+    if state is None:
+        return None
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    return rng
 
 
 def matrix_snapshot(m: CapabilityMatrix) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from rapo.types import RapoError
+from rapo.store.sql import mask_url
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -117,17 +118,30 @@ def bench(
     api_key: Optional[str] = typer.Option(None, help="API key for --backend openai (else OPENAI_API_KEY)."),
     model: Optional[str] = typer.Option(None, help="Model for every agent; 'sim' keeps the team's sim-* names."),
     team: Optional[Path] = typer.Option(None, help="Team file (default: the packaged benchmark team)."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: CPU count)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes, or the CPUs of a local Ray (default: CPU count)."),
     concurrency: int = typer.Option(64, min=1, help="Conversations in flight at once against a real endpoint or the real clock (1: in order, as the in-process run)."),
+    executor: str = typer.Option("local", help="local (processes on this machine) or ray (conversations sharded across a Ray cluster; pip install 'rapo[ray]')."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster for --executor ray: auto, ray://head:10001 or head:6379 (default: start a local Ray on 127.0.0.1)."),
+    learning: bool = typer.Option(True, "--learning/--no-learning", help="rapo's capability matrix learns across conversations (off: every conversation is independent of the others)."),
     out: Optional[Path] = typer.Option(None, help="Write results.json, report.md and PNG plots here."),
-    store: Optional[str] = typer.Option(None, help="Checkpoint every transition to this store (sqlite:///path.db or a path)."),
+    store: Optional[str] = typer.Option(None, help="Checkpoint every transition to this store: sqlite:///path.db (or a path) or a SQLAlchemy URL such as postgresql://user@host/db."),
     run_id: Optional[str] = typer.Option(None, help="Name of the run in the store (default: generated)."),
+    faults: float = typer.Option(0.0, help="Fail this share of model calls on purpose (0 to <1, e.g. 0.2), in every way endpoints fail, for every system; retried with backoff."),
+    fault_seed: int = typer.Option(0, help="Seed of which calls --faults fails, and how."),
 ) -> None:
     """Run the paper's experiment: every system on the same generated conversations and model."""
+    from rapo.backends.retry import BackendUnavailable
     from rapo.bench.runner import ALL_SYSTEMS, BenchConfig, run_benchmark
 
+    if not 0.0 <= faults < 1.0:
+        fail(f"--faults {faults}: give the share of model calls to fail, from 0 (none) up to but not "
+             "including 1, e.g. --faults 0.2")
     if clock not in ("virtual", "real"):
         fail(f"--clock {clock!r}: use virtual or real")
+    if executor not in ("local", "ray"):
+        fail(f"--executor {executor!r}: use local or ray")
+    if address and executor != "ray":
+        fail("--address names a Ray cluster: add --executor ray")
     if backend not in ("sim", "openai"):
         fail(f"--backend {backend!r}: use sim or openai")
     chosen = [s.strip() for s in systems.split(",") if s.strip()] if systems else list(ALL_SYSTEMS)
@@ -138,11 +152,12 @@ def bench(
             sensitivity_conversations=sensitivity_conversations, clock=clock, time_scale=time_scale,
             backend=backend, base_url=base_url, api_key=api_key, model=model, concurrency=concurrency,
             team=str(team) if team else None, **({"workers": workers} if workers else {}),
-            store=store, run_id=(run_id or _new_run_id()) if store else None,
+            store=store, run_id=(run_id or _new_run_id()) if store else None, faults=faults, fault_seed=fault_seed,
+            executor=executor, address=address, learning=learning,
         )
         if cfg.store:
             console.print(f"[dim]run id {cfg.run_id}: after an interruption, finish it with "
-                          f"`rapo resume {cfg.run_id} --store {cfg.store}`[/]")
+                          f"`rapo resume {cfg.run_id} --store {mask_url(cfg.store)}`[/]", soft_wrap=True)
         if backend == "openai":
             cfg.sensitivity = []  # profiles are the simulator's; a real endpoint has one behaviour
         from rapo.backends.sim import PROFILES
@@ -151,10 +166,46 @@ def bench(
             if p not in PROFILES:
                 fail(f"unknown profile {p!r}; profiles: {', '.join(PROFILES)}")
         results = run_benchmark(cfg)
+    except BackendUnavailable as err:
+        _stopped(err, cfg.store, cfg.run_id)
+        return
     except RapoError as err:
         fail(str(err))
         return
     _show(results, out)
+
+
+def _stopped(err: RapoError, store: str | None, run_id: str | None) -> None:
+    """No agent's endpoint could answer: say why, what is kept and how to go on, and exit 1."""
+    from rich.markup import escape
+
+    if store and run_id:
+        done, partial = _saved_progress(store, run_id)
+        after = (f"Run {run_id!r} stopped; every finished transition is saved in {mask_url(store)} ({done} conversation(s) "
+                 f"finished, {partial} part-way). Once the endpoint answers again, continue with:\n"
+                 f"  rapo resume {run_id} --store {mask_url(store)}")
+    else:
+        after = ("The run stopped and nothing was saved (no --store). Start it with --store sqlite:///bench.db "
+                 "to checkpoint every transition, so that `rapo resume` can finish a run an endpoint cut short.")
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}\n{escape(after)}", soft_wrap=True)
+    raise typer.Exit(1)
+
+
+def _saved_progress(store: str, run_id: str) -> tuple[int, int]:
+    """Conversations (x systems) a stored run finished, and those it left part-way."""
+    from rapo.store import open_store
+
+    try:
+        st = open_store(store)
+        try:
+            keys = st.keys(run_id, "job/")
+        finally:
+            st.close()
+    except Exception:  # noqa: BLE001 - the count is a courtesy; the error message must still be shown
+        return 0, 0
+    done = {k.replace("/done/", "/") for k in keys if "/done/" in k}
+    started = {k.replace("/running/", "/") for k in keys if "/running/" in k}
+    return len(done), len(started - done)
 
 
 def _new_run_id() -> str:
@@ -169,6 +220,13 @@ def _show(results: dict[str, Any], out: Path | None) -> None:
     from rapo.bench.runner import write_results
 
     print_summary(results, console)
+    if results.get("faults"):
+        f = results["faults"]
+        t = f["total"]
+        kinds = ", ".join(f"{k} {n:,}" for k, n in t["injected"].items())
+        console.print(f"faults injected at {f['rate']:.0%} (seed {f['seed']}): {sum(t['injected'].values()):,} of "
+                      f"{t['attempts']:,} attempts ({kinds}); {t['retries']:,} retries, "
+                      f"{t['gave_up']:,} calls given up (rapo fails over, a baseline stops)")
     if out is not None:
         path = write_results(results, out)
         written = write_report(results, out)
@@ -178,16 +236,25 @@ def _show(results: dict[str, Any], out: Path | None) -> None:
 @app.command()
 def resume(
     run_id: str = typer.Argument(..., help="The run to finish (printed when it started)."),
-    store: str = typer.Option(..., help="The store it was checkpointed to (sqlite:///path.db or a path)."),
+    store: str = typer.Option(..., help="The store it was checkpointed to (sqlite:///path.db, a path, or a SQLAlchemy URL)."),
     out: Optional[Path] = typer.Option(None, help="Write results.json, report.md and PNG plots here."),
-    workers: Optional[int] = typer.Option(None, min=1, help="Processes (default: CPU count)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Processes, or the CPUs of a local Ray (default: CPU count)."),
+    executor: Optional[str] = typer.Option(None, help="local or ray (default: as the run started)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster for --executor ray (default: as the run started)."),
 ) -> None:
     """Finish an interrupted `rapo bench --store` run: done conversations are kept, the rest continue."""
+    from rapo.backends.retry import BackendUnavailable
     from rapo.bench.runner import resume_config, run_benchmark
 
+    if executor not in (None, "local", "ray"):
+        fail(f"--executor {executor!r}: use local or ray")
+    overrides = {k: v for k, v in {"workers": workers, "executor": executor, "address": address}.items() if v}
     try:
-        cfg = resume_config(store, run_id, **({"workers": workers} if workers else {}))
+        cfg = resume_config(store, run_id, **overrides)
         results = run_benchmark(cfg)
+    except BackendUnavailable as err:
+        _stopped(err, store, run_id)
+        return
     except RapoError as err:
         fail(str(err))
         return
@@ -219,6 +286,7 @@ def serve_cmd(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; anything but loopback needs --token."),
     port: int = typer.Option(8000, min=1, max=65535),
     token: Optional[str] = typer.Option(None, envvar="RAPO_TOKEN", help="Bearer token (or RAPO_TOKEN)."),
+    store: Optional[str] = typer.Option(None, help="Keep conversations in this store (sqlite:///path.db, a path, or a database URL such as postgresql+psycopg://...): a restarted server continues them."),
 ) -> None:
     """Serve a team over HTTP: REST, server-sent events, /v1/chat/completions and the trace viewer."""
     try:
@@ -227,7 +295,7 @@ def serve_cmd(
         fail("the HTTP service needs the serve extra: pip install 'rapo[serve]'")
         return
     try:
-        serve(team, backend, host, port, token)
+        serve(team, backend, host, port, token, store=store)
     except RapoError as err:
         fail(str(err))
 

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from rapo.theory import DynamicsResult, _run_checked, check_alpha, default_alpha, step_bound
-from rapo.types import RapoError
+from rapo.types import RapoError, trusted
 
 __all__ = [
     "FanOutResult",
@@ -143,11 +143,11 @@ def consensus_weights(vectors: np.ndarray, capabilities: np.ndarray) -> np.ndarr
         raise RapoError(
             f"capabilities must have one entry per answer ({vec.shape[0]}), got shape {cap.shape}"
         )
-    if not (np.all(np.isfinite(vec)) and np.all(np.isfinite(cap))):
+    if not (np.isfinite(vec).all() and np.isfinite(cap).all()):
         raise RapoError("vectors and capabilities must be finite numbers")
-    if np.any(cap < 0):
+    if (cap < 0).any():
         raise RapoError("capabilities must be >= 0 (they are success probabilities)")
-    norms = np.linalg.norm(vec, axis=1)
+    norms = np.sqrt(np.add.reduce(vec * vec, axis=1))  # np.linalg.norm(vec, axis=1), minus its overhead
     unit = np.divide(vec, norms[:, None], out=np.zeros_like(vec), where=norms[:, None] > 0)
     cos = np.clip(unit @ unit.T, 0.0, None)
     root = np.sqrt(cap)
@@ -204,20 +204,18 @@ def vote(
     if not (math.isfinite(lam_v) and lam_v >= 0):
         raise RapoError(f"lambda must be a finite number >= 0, got {lam!r}")
     lap = np.diag(w.sum(axis=1)) - w
-    if np.ptp(vec, axis=0).max(initial=0.0) == 0.0:
+    if bool((vec == vec[0]).all()):
         # Identical answers are already at the fixed point: the first step moves nothing.
         L = lam_v + float(np.linalg.eigvalsh(lap)[-1]) if len(values) > 1 else lam_v
         L = max(L, lam_v)
         if alpha is not None:
             check_alpha(alpha, L)
-        dynamics = DynamicsResult(x=vec.copy(), alpha=alpha or default_alpha(L), L=L, bound=step_bound(L),
-                                  residuals=[0.0], energies=[0.0, 0.0], iterations=1, converged=True)
+        dynamics = trusted(DynamicsResult, x=vec.copy(), alpha=alpha or default_alpha(L), L=L, bound=step_bound(L),
+                           residuals=[0.0], energies=[0.0, 0.0], iterations=1, converged=True)
     else:
         basis, coords = np.linalg.qr(vec.T)  # vec.T = basis @ coords
         small = _run_checked(lap, coords.T.copy(), coords.T.copy(), lam_v, alpha, 200, 1e-6)
         dynamics = small.model_copy(update={"x": small.x @ basis.T})
-    closeness = _closeness(dynamics.x, cap)
-
     normalised = [normalise_answer(v) for v in values]
     clusters: dict[str, list[int]] = {}
     for i, key in enumerate(normalised):
@@ -226,12 +224,16 @@ def vote(
     candidates = [key for key in clusters if key] or list(clusters)
     top = max(support[key] for key in candidates)
     tied = [key for key in candidates if math.isclose(support[key], top, rel_tol=1e-12, abs_tol=1e-12)]
-    # max() keeps the first maximum, and clusters are in first-appearance order: lowest index wins.
-    value = max(tied, key=lambda key: float(closeness[clusters[key]].mean()))
+    value = tied[0]
+    if len(tied) > 1:  # the tie-break is the only use of the dynamics' closeness
+        closeness = _closeness(dynamics.x, cap)
+        # max() keeps the first maximum, and clusters are in first-appearance order: lowest index wins.
+        value = max(tied, key=lambda key: float(closeness[clusters[key]].mean()))
     members = clusters[value]
     winner = members[int(np.argmax(cap[members]))]
     total = float(cap.sum())
-    return VoteResult(
+    return trusted(
+        VoteResult,
         winner=winner,
         value=value,
         agreement=support[value] / total,
@@ -301,7 +303,7 @@ async def fan_out(
     if n == 0:
         raise RapoError("fan_out needs at least one call")
     w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
         raise RapoError(f"weights must be {n} finite numbers >= 0, one per call, got {list(weights)!r}")
     if not (math.isfinite(threshold) and 0 <= threshold <= 1):
         raise RapoError(f"threshold is a fraction of the total weight in [0, 1], got {threshold!r}")
@@ -360,7 +362,8 @@ async def fan_out(
     used = sorted(i for _, i, _ in counted)
     results: list[T | None] = [finished[i] if i in used else None for i in range(n)]
     total = float(w.sum())
-    return FanOutResult(
+    return trusted(
+        FanOutResult,
         results=results,
         used=used,
         stopped_early=decided and len(used) + len(errors) < n,

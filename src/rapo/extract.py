@@ -220,6 +220,7 @@ _NOT_SUBJECT_HEADS = (
 # --- normalisation helpers ------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65_536)  # a pure function of a word, called for every word of every query and statement
 def normalise_word(word: str) -> str:
     """Lowercase with light plural stripping, so "limits" and "limit" key the same."""
     w = word.lower().strip("'\u2019")
@@ -330,6 +331,7 @@ def _type_noun_positions(toks: list[str], ids: set[int]) -> set[int]:
     return out
 
 
+@lru_cache(maxsize=65_536)  # pure; a conversation names the same subjects in statements and answers
 def parse_subject(subject: str) -> tuple[str, tuple[str, ...]]:
     """A subject phrase to (attribute, sorted entity ids): the two halves of the key."""
     toks = _tokens(subject)
@@ -347,6 +349,7 @@ def parse_subject(subject: str) -> tuple[str, tuple[str, ...]]:
     return " ".join(attr), entity_ids
 
 
+@lru_cache(maxsize=65_536)  # pure, and values repeat as answers restate facts
 def find_value_ids(value: str) -> tuple[str, ...]:
     toks = _tokens(value)
     return tuple(sorted({_id_form(toks[i]) for i in _id_positions(toks, in_value=True)}))

@@ -28,7 +28,7 @@ from rapo.extract import (
     parse_subject,
 )
 from rapo.tokens import count_tokens
-from rapo.types import Embedder, RapoError
+from rapo.types import Embedder, RapoError, trusted
 
 __all__ = ["Fact", "Selection", "Ledger", "segment_query"]
 
@@ -75,6 +75,7 @@ _SEGMENT_RE = re.compile(
     r"between|among|amongst|across|over|together with|as well as|along with|against)\s+|[,;:]\s*|\s+-\s+",
     re.IGNORECASE,
 )
+_DIGIT = re.compile(r"\d")
 _WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-./]*[A-Za-z0-9]|[A-Za-z0-9]")
 _QUERY_STOP = STOP_ATTRIBUTE | frozenset(
     """what which whose how is are was were does do did can could would will should tell me remind
@@ -98,8 +99,8 @@ def segment_query(query: str) -> list[_Segment]:
         words = {normalise_word(t) for t in toks} - _QUERY_STOP
         # A type noun is only a type noun right before an identifier ("order A17"); elsewhere it
         # is part of the attribute ("item count", "unit cost", "account credit").
-        typed = {normalise_word(a) for a, b in zip(toks, toks[1:]) if a in TYPE_NOUNS and re.search(r"\d", b)}
-        attr_words = {w for w in words if w not in typed and not re.search(r"\d", w)}
+        typed = {normalise_word(a) for a, b in zip(toks, toks[1:]) if a in TYPE_NOUNS and _DIGIT.search(b)}
+        attr_words = {w for w in words if w not in typed and not _DIGIT.search(w)}
         parts.append((attr_words, set(toks) | words))
     segments: list[_Segment] = []
     for i, (attr, toks) in enumerate(parts):
@@ -109,14 +110,14 @@ def segment_query(query: str) -> list[_Segment]:
             if donor is None:
                 donor = next((parts[j][0] for j in range(i + 1, len(parts)) if parts[j][0]), set())
             words |= donor
-        segments.append(_Segment(words=frozenset(words | toks), tokens=frozenset(toks)))
+        segments.append(trusted(_Segment, words=frozenset(words | toks), tokens=frozenset(toks)))
     return segments
 
 
 class Ledger:
     """Facts plus their embeddings (rows of one matrix grown in chunks) and lookup indexes."""
 
-    _CHUNK = 16  # first rows; the arrays double as facts arrive (many conversations stay small)
+    _CHUNK = 2  # first rows; the arrays grow by half as facts arrive (at most a third unused)
 
     def __init__(self, embedder: Embedder) -> None:
         self.embedder = embedder
@@ -242,13 +243,18 @@ class Ledger:
 
     def _add_statement(self, st: Statement, *, turn: int, source: str, origin: Origin) -> Fact:
         """Embeds only what is stored: agents restate current facts in most answers."""
+        if isinstance(turn, bool) or not isinstance(turn, int) or turn < 0:
+            raise RapoError(f"turn must be a whole number >= 0, got {turn!r}")
+        if origin not in _ORIGINS or not isinstance(source, str):
+            raise RapoError(f"origin must be one of {_ORIGINS} and source a string, got {origin!r}, {source!r}")
         prev_id = self._current_by_key.get(st.key)
         prev = self._facts[prev_id] if prev_id is not None else None
         if prev is not None and normalise_value(prev.value) == normalise_value(st.value):
             if origin == "agent" or prev.origin != "agent":
                 return prev  # a restatement adds nothing
         overridden = prev is not None and origin == "agent" and prev.origin != "agent"
-        fact = Fact(
+        fact = trusted(  # the statement is validated and turn/source/origin checked above
+            Fact,
             id=len(self._facts),
             key=st.key,
             subject=st.subject,
@@ -276,7 +282,7 @@ class Ledger:
     def _append(self, fact: Fact, vec: np.ndarray) -> None:
         n = len(self._facts)
         if n == self._emb.shape[0]:
-            grow = max(self._CHUNK, n)
+            grow = max(self._CHUNK, n // 2)
             self._emb = np.concatenate([self._emb, np.zeros((grow, self._emb.shape[1]), np.float32)])
             self._tokens = np.concatenate([self._tokens, np.zeros(grow, np.int64)])
             self._is_current = np.concatenate([self._is_current, np.zeros(grow, bool)])
@@ -410,7 +416,7 @@ class Ledger:
 
         order = sorted(reasons, key=lambda i: (self._facts[i].turn, i))
         return [
-            Selection.model_construct(fact=self._facts[i], reason=reasons[i], score=float(scores[i]))  # type: ignore[arg-type]
+            trusted(Selection, fact=self._facts[i], reason=reasons[i], score=float(scores[i]))
             for i in order
         ]
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import uuid
@@ -26,7 +27,7 @@ from rapo.routing import Router, RoutingDecision
 from rapo.state import CapabilityMatrix, ConversationState
 from rapo.team import AgentSpec, TeamSpec
 from rapo.tokens import count_message_tokens, count_tokens
-from rapo.types import Backend, Completion, Embedder, Message, RapoError
+from rapo.types import Backend, Completion, Embedder, Message, RapoError, trusted
 
 _REQUEST = re.compile(
     r"\?|^\s*(please\s+)?(tell|compute|calculate|summari[sz]e|plan|list|explain|check|verify|find|give|show|"
@@ -117,6 +118,15 @@ class TurnRecord(BaseModel):
     overhead_s: float = 0.0  # rapo's own work in this turn (wall clock)
     error: str | None = None
 
+    @classmethod
+    def start(cls, conversation: str, turn: int, text: str, needs_answer: bool) -> "TurnRecord":
+        """A fresh record, built without validation and sharing its field-name set (see `trusted`)."""
+        return trusted(cls, conversation=conversation, turn=turn, text=text, needs_answer=needs_answer,
+                       requirement={}, requirement_source="none", difficulty=None, strategy=None, routing=None,
+                       agent=None, context=[], handoff=None, prompt=[], answer="", value="", prompt_tokens=0,
+                       output_tokens=0, calls=0, consensus=None, failovers=[], latency_s=0.0, overhead_s=0.0,
+                       error=None)
+
 
 class RunResult(BaseModel):
     model_config = {"arbitrary_types_allowed": True}
@@ -202,17 +212,24 @@ class Orchestrator:
             await backend.aclose()
 
     def team_state(self) -> dict[str, Any]:
-        """What the team has learned and where its routing randomness stands: with a conversation's
-        snapshot, enough to continue exactly."""
+        """What the team has learned: with a conversation's snapshot (which carries its own routing
+        random stream), enough to continue exactly."""
         from rapo.checkpoint import matrix_snapshot
 
-        return {**matrix_snapshot(self.matrix), "router_rng": self.router.rng.bit_generator.state}
+        return matrix_snapshot(self.matrix)
 
     def load_team_state(self, state: dict[str, Any]) -> None:
         from rapo.checkpoint import restore_matrix_counts
 
         restore_matrix_counts(self.matrix, state)
-        self.router.rng.bit_generator.state = state["router_rng"]
+
+    def _rng(self, conv: ConversationState) -> np.random.Generator:
+        """The conversation's exploration stream, seeded by the team's seed and the conversation id:
+        routing never depends on which conversations ran before, so shards and resumes agree."""
+        if conv.rng is None:
+            digest = hashlib.blake2b(conv.id.encode(), digest_size=8).digest()
+            conv.rng = np.random.default_rng([self.team.routing.seed, int.from_bytes(digest, "little")])
+        return conv.rng
 
     def checkpoint(self, conv: ConversationState, store: Any, run_id: str) -> None:
         """Save the conversation with the team's learned counts and routing random state, atomically."""
@@ -263,7 +280,7 @@ class Orchestrator:
         model_time = 0.0
         conv.turn += 1
         asked = is_request(text) or critical or requirement is not None  # a caller's flags mean "answer this"
-        record = TurnRecord(conversation=conv.id, turn=conv.turn, text=text, needs_answer=asked)
+        record = TurnRecord.start(conv.id, conv.turn, text, asked)
         conv.records.append(record)
         added, waited = await self._ingest(conv, text, record)
 
@@ -279,12 +296,13 @@ class Orchestrator:
         step_vec = self.embedder.embed([text])[0]
         r, record.requirement_source = self._requirement(text, requirement)
         record.requirement = {k: round(float(p), 4) for k, p in zip(self.team.reasoning_types, r)}
-        decision = self.router.route(r, step_vec, self.matrix, conv.context, self.in_flight, conv.previous_agent)
+        decision, order = self.router.rank(r, step_vec, self.matrix, conv.context, self.in_flight,
+                                           conv.previous_agent, rng=self._rng(conv))
         record.routing = decision
         selection = self._select_context(conv, text)
         record.context = [
-            ContextItem.model_construct(fact_id=s.fact.id, turn=s.fact.turn, source=s.fact.source,
-                                        text=s.fact.text, reason=s.reason, score=round(float(s.score), 4))
+            trusted(ContextItem, fact_id=s.fact.id, turn=s.fact.turn, source=s.fact.source, text=s.fact.text,
+                    reason=s.reason, score=round(float(s.score), 4))
             for s in selection
         ]
         n_named = sum(s.reason == "named" for s in selection)
@@ -296,14 +314,14 @@ class Orchestrator:
         trigger = self._consensus_trigger(critical, decision)
         t_wait = time.perf_counter()
         if trigger is None:
-            agent, completion = await self._call_with_failover(decision, r, record, conv, text, stage)
+            agent, completion = await self._call_with_failover(order, r, record, conv, text, stage)
             record.answer, record.value = completion.text, normalise_answer(extract_answer(completion.text))
             record.prompt_tokens += completion.prompt_tokens
             record.output_tokens += completion.output_tokens
             record.calls += 1
             model_time = completion.latency_s
         else:
-            agent, model_time = await self._consensus(trigger, decision, r, record, conv, text, stage)
+            agent, model_time = await self._consensus(trigger, order, r, record, conv, text, stage)
         waited += time.perf_counter() - t_wait
         record.agent = self.names[agent]
         record.latency_s += model_time
@@ -401,12 +419,12 @@ class Orchestrator:
         return messages, plan
 
     async def _call_with_failover(
-        self, decision: RoutingDecision, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str,
+        self, order: np.ndarray, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str,
         stage: StageHook,
     ) -> tuple[int, Completion]:
         """The chosen agent answers; if its backend is unavailable (retries spent, circuit open), the
         next agent by routing score does, and the trace says who failed and why."""
-        for agent in decision.ranked:
+        for agent in order.tolist():  # every agent, best first (the trace keeps the first few)
             messages, plan = self._messages(agent, r, record, conv, text)
             record.agent, record.prompt, record.strategy = self.names[agent], messages, plan.strategy_kind
             stage("prompt", record, None)
@@ -429,11 +447,11 @@ class Orchestrator:
             self.in_flight[agent] -= 1
 
     async def _consensus(
-        self, trigger: str, decision: RoutingDecision, r: np.ndarray, record: TurnRecord,
+        self, trigger: str, order: np.ndarray, r: np.ndarray, record: TurnRecord,
         conv: ConversationState, text: str, stage: StageHook,
     ) -> tuple[int, float]:
         cfg = self.team.consensus
-        chosen = decision.ranked[: min(cfg.m, len(self.agents))]
+        chosen = order[: min(cfg.m, len(self.agents))].tolist()
         weights = self.matrix.mean()[chosen] @ r
         rounds: list[RoundRecord] = []
         peers: str | None = None
@@ -480,7 +498,8 @@ class Orchestrator:
             for i in used:
                 answers[chosen[i]] = out.results[i]  # type: ignore[assignment]
             total_latency += out.latency_s
-            rounds.append(RoundRecord(
+            rounds.append(trusted(
+                RoundRecord,
                 agents=[self.names[a] for a in chosen],
                 values={self.names[a]: shown.get(i) for i, a in enumerate(chosen)},
                 support={k: round(float(v), 4) for k, v in result.support.items()},
@@ -505,6 +524,6 @@ class Orchestrator:
         record.prompt, record.strategy = sent[winner_agent][0], sent[winner_agent][1].strategy_kind
         record.answer = answers[winner_agent].text
         record.value = value
-        record.consensus = ConsensusRecord(triggered_by=trigger, rounds=rounds, agreement=round(agreement, 4),
-                                           value=value)
+        record.consensus = trusted(ConsensusRecord, triggered_by=trigger, rounds=rounds,
+                                   agreement=round(agreement, 4), value=value)
         return winner_agent, total_latency

@@ -46,6 +46,9 @@ class RoutingConfig(_Strict):
     prior_strength: float = Field(10.0, gt=0, description="Pseudo-counts behind the declared capabilities.")
     learn: bool = True
     seed: int = 0
+    trace_scores: int | None = Field(
+        16, ge=1, description="Agents whose score terms each turn's trace keeps, the best by score (None: every "
+        "agent). Teams up to this size keep all; a team of 1,000 would otherwise store 1,000 rows a turn.")
 
 
 class ConsensusConfig(_Strict):

@@ -468,9 +468,11 @@ def generate(
     seed: int = 0,
     transitions: tuple[int, int] = (1, 50),
     scenarios: Sequence[str] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> list[Conversation]:
     """``n_conversations`` conversations; conversation i has ``lo + i % (hi - lo + 1)`` turns (an even
-    spread of agent transitions) and scenario ``scenarios[i % len(scenarios)]``."""
+    spread of agent transitions) and scenario ``scenarios[i % len(scenarios)]``. Each depends only on
+    its index, so ``indices`` picks some of them (a worker's shard) without writing the rest."""
     lo, hi = transitions
     if lo < 1 or hi < lo:
         raise RapoError(f"transitions must be (lo, hi) with 1 <= lo <= hi, got {transitions}")
@@ -481,6 +483,7 @@ def generate(
     if unknown or not names:
         raise RapoError(f"unknown scenarios {unknown}; choose from {sorted(SCENARIOS)}")
     width = hi - lo + 1
-    return [
-        generate_conversation(i, seed, lo + i % width, SCENARIOS[names[i % len(names)]]) for i in range(n_conversations)
-    ]
+    chosen = range(n_conversations) if indices is None else indices
+    if any(not 0 <= i < n_conversations for i in chosen):
+        raise RapoError(f"indices must lie in [0, {n_conversations})")
+    return [generate_conversation(i, seed, lo + i % width, SCENARIOS[names[i % len(names)]]) for i in chosen]

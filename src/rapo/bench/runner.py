@@ -1,27 +1,24 @@
 """Runs the benchmark: every system on the same conversations and the same model, scored the same way.
 
-Systems run in separate processes (one job per system and profile), conversations in order within a
-job, so that rapo's learned capability matrix sees them in a fixed order and a seed reproduces a run.
+A job is one system under one profile; where jobs run is the executor's business (`rapo.executor`:
+forked processes on this machine by default, or shards on a Ray cluster).
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
-import multiprocessing as mp
 import os
-import queue as queue_mod
-import sys
 import time
+from contextlib import contextmanager
 from functools import lru_cache
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from pydantic import BaseModel, Field
 
 from rapo.bench.metrics import FIELDS, TurnScore, as_rows, bootstrap_index, ratios, score_turn, summarise
 from rapo.bench.systems import ABLATIONS, Handoff, Oracle, Rapo, RoundRobin, TimedBackend
+from rapo.executor import Executor, Job, make_executor
 from rapo.team import TeamSpec, bench_team, load_team
 from rapo.types import RapoError
 
@@ -51,6 +48,11 @@ class BenchConfig(BaseModel):
     n_boot: int = Field(1000, ge=10)
     store: str | None = None  # checkpoint every transition here (sqlite:///path.db), to resume after a crash
     run_id: str | None = None
+    executor: Literal["local", "ray"] = "local"  # where jobs run: forked processes here, or a Ray cluster
+    address: str | None = None  # Ray: "auto", "ray://host:10001" or host:port; None starts a local Ray
+    learning: bool = True  # rapo's capability matrix learns across conversations (off: each is independent)
+    faults: float = Field(0.0, ge=0.0, lt=1.0)  # share of model calls failed on purpose (rapo.bench.faults)
+    fault_seed: int = 0
 
     def validate_systems(self) -> None:
         from rapo.bench.peers.common import PEER_NAMES, peer_available
@@ -73,17 +75,35 @@ def load_bench_team(cfg: BenchConfig) -> TeamSpec:
     team = load_team(cfg.team) if cfg.team else bench_team()
     if cfg.model and cfg.model != "sim":  # "sim" keeps the per-agent sim-* names, so skills match in-process
         team = team.model_copy(update={"agents": [a.model_copy(update={"model": cfg.model}) for a in team.agents]})
+    if not cfg.learning:
+        team = team.model_copy(update={"routing": team.routing.model_copy(update={"learn": False})})
     return team
 
 
 def _make_backend(cfg: BenchConfig, profile: str) -> Any:
+    """The model every system of a job calls; with --faults, behind the same fault injection and retries."""
+    backend: Any
     if cfg.backend == "sim":
         from rapo.backends.sim import SimBackend
 
-        return SimBackend(profile=profile, seed=cfg.seed, clock=cfg.clock, time_scale=cfg.time_scale)
-    from rapo.backends.openai_compat import OpenAIBackend
+        backend = SimBackend(profile=profile, seed=cfg.seed, clock=cfg.clock, time_scale=cfg.time_scale)
+    else:
+        from rapo.backends.openai_compat import OpenAIBackend
 
-    return OpenAIBackend(base_url=cfg.base_url, api_key=cfg.api_key, max_concurrency=cfg.concurrency)
+        backend = OpenAIBackend(base_url=cfg.base_url, api_key=cfg.api_key, max_concurrency=cfg.concurrency)
+    if cfg.faults <= 0:
+        return backend
+    from rapo.bench.faults import FaultInjected
+
+    scale = 1.0 if cfg.backend != "sim" else (0.0 if cfg.clock == "virtual" else cfg.time_scale)
+    return FaultInjected(backend, cfg.faults, cfg.fault_seed, sleep_scale=scale)
+
+
+class JobRecords(list):  # type: ignore[type-arg]  # list[TurnScore]
+    """A job's per-turn records, carrying its fault counts (None without --faults): still a list, so
+    every executor hands a job's result back as before."""
+
+    faults: dict[str, Any] | None = None
 
 
 def _skill_table(profile: str, seed: int) -> Callable[[str, str], float]:
@@ -130,22 +150,26 @@ class _JobCheckpoints:
         return doc if doc and "session" in doc else None
 
     def save(self, conv_id: str, rows: list[TurnScore], session: Any, team: dict[str, Any] | None,
-             done: bool) -> None:
+             done: bool, extra: dict[str, Any] | None = None) -> None:
+        """`extra` goes with a finished conversation (a distributed shard's learned delta)."""
         docs = {f"{self.prefix}/running/{conv_id}":
                 {"done": True} if done else {"session": session.snapshot(), "rows": as_rows(rows)}}
         if done:
-            docs[f"{self.prefix}/done/{conv_id}"] = {"rows": as_rows(rows)}
+            docs[f"{self.prefix}/done/{conv_id}"] = {"rows": as_rows(rows), **(extra or {})}
         if team is not None:
             docs[f"{self.prefix}/team"] = team
         self.store.put_many(self.run_id, docs)
 
 
 async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversations: list[Any],
-                   tick: Callable[[], None]) -> list[TurnScore]:
+                   tick: Callable[[], None], link: Callable[[Any], Any] | None = None) -> list[TurnScore]:
+    """`link(system)`, when given, connects the job's shard to the merged learned counts of a
+    distributed run (`rapo.executor.ray_cluster`): then the team state is the hub's, not this job's."""
     team = load_bench_team(cfg)
     backend = TimedBackend(_make_backend(cfg, profile))
     system = make_system(system_name, team, backend, cfg, profile)
-    records: list[TurnScore] = []
+    shard = link(system) if link is not None else None
+    records = JobRecords()
     store = None
     ckpt: _JobCheckpoints | None = None
     finished: dict[str, list[TurnScore]] = {}
@@ -155,15 +179,19 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
         store = open_store(cfg.store)
         ckpt = _JobCheckpoints(store, cfg.run_id or "run", system_name, profile)
         finished = ckpt.finished()
-        saved_team = ckpt.team()
+        saved_team = ckpt.team() if shard is None else None
         if saved_team is not None and hasattr(system, "load_team_state"):
             system.load_team_state(saved_team)
-    team_state = getattr(system, "team_state", lambda: None)
+    team_state = getattr(system, "team_state", lambda: None) if shard is None else lambda: None
 
     async def one(conv: Any) -> list[TurnScore]:
         if conv.id in finished:  # done before the interruption: neither redone nor lost
             tick()
+            if shard is not None:
+                shard.done(conv.id, None)
             return finished[conv.id]
+        if shard is not None:
+            shard.begin()
         session = system.session(conv.id, truth=conv if system_name == "oracle" else None)
         out: list[TurnScore] = []
         running = ckpt.running(conv.id) if ckpt else None
@@ -174,9 +202,13 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
         for i in range(len(out), len(texts)):
             outcome = await session.step(texts[i])
             out.append(score_turn(system_name, conv, i, outcome))
+            last = i == len(texts) - 1
             if ckpt is not None:
-                ckpt.save(conv.id, out, session, team_state(), done=i == len(texts) - 1)
+                extra = shard.checkpoint() if shard is not None and last else None
+                ckpt.save(conv.id, out, session, team_state(), done=last, extra=extra)
         tick()
+        if shard is not None:
+            shard.done(conv.id, shard.delta())
         return out
 
     try:
@@ -196,124 +228,70 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
         await backend.aclose()
         if store is not None:
             store.close()
+    stats = getattr(backend.inner, "stats", None)
+    records.faults = stats() if stats is not None else None
     return records
 
 
 @lru_cache(maxsize=4)
-def _conversations(n: int, seed: int, transitions: tuple[int, int]) -> list[Any]:
-    """Generated once per worker process, shared by every job it runs (a prefix of the full set)."""
+def _generated(n: int, seed: int, transitions: tuple[int, int]) -> list[Any]:
     from rapo.bench.generator import generate
 
     return generate(n, seed=seed, transitions=transitions)
 
 
-_PROGRESS: Any = None  # the worker's queue to the progress bar (set by the pool initializer)
+def conversations(cfg: BenchConfig) -> list[Any]:
+    """Generated once per process and shared by every job it runs (each takes a prefix)."""
+    return _generated(cfg.conversations, cfg.seed, cfg.transitions)
 
 
-def _init_worker(progress_queue: Any) -> None:
-    global _PROGRESS
-    _PROGRESS = progress_queue
-    _quiet_gc()
+# Rough relative CPU per conversation, measured on the default profile (rapo's first job also fills
+# the process's caches): longest jobs first, so the workers finish together.
+_COST = {"round-robin": 1.0, "handoff": 1.5, "oracle": 0.5, "rapo": 4.4, "rapo-no-context-vectors": 4.0,
+         "rapo-no-consensus": 3.0}
 
 
-def _quiet_gc() -> None:
-    """A run allocates millions of short-lived objects and few cycles: move what exists out of the
-    collector's way and collect the young generation less often (about 15% faster, same results)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+def plan_jobs(cfg: BenchConfig) -> list[Job]:
+    n_sens = min(cfg.sensitivity_conversations or cfg.conversations, cfg.conversations)
+    jobs = [Job(s, cfg.profile, cfg.conversations) for s in cfg.systems]
+    for prof in cfg.sensitivity:
+        if prof != cfg.profile:
+            jobs += [Job(s, prof, n_sens) for s in SENSITIVITY_SYSTEMS if s in cfg.systems]
+    jobs.sort(key=lambda j: -j.conversations * _COST.get(j.system, 3.0))
+    return jobs
 
 
-def _job(args: tuple[BenchConfig, str, str, int]) -> tuple[str, str, list[TurnScore]]:
-    cfg, system_name, profile, n_conv = args
-    conversations = _conversations(cfg.conversations, cfg.seed, cfg.transitions)[:n_conv]
-    pending = 0
-    last = time.monotonic()
-
-    def tick() -> None:
-        nonlocal pending, last
-        pending += 1
-        if _PROGRESS is not None and (time.monotonic() - last > 0.2 or pending >= 50):
-            _PROGRESS.put(pending)
-            pending, last = 0, time.monotonic()
-
-    t0 = time.perf_counter()
-    records = asyncio.run(_run_job(cfg, system_name, profile, conversations, tick))
-    if os.environ.get("RAPO_BENCH_DEBUG"):
-        print(f"job {system_name} {profile} {n_conv}: {time.perf_counter() - t0:.2f}s", file=sys.stderr)
-    if _PROGRESS is not None and pending:
-        _PROGRESS.put(pending)
-    return system_name, profile, records
-
-
-def run_benchmark(cfg: BenchConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run every job, then summarise. Returns the results.json object (with per-turn records)."""
+def run_benchmark(cfg: BenchConfig, *, progress: bool = True, executor: Executor | None = None) -> dict[str, Any]:
+    """Run every job on the configured executor, then summarise. Returns the results.json object."""
     cfg.validate_systems()
     if cfg.store:
         from rapo.store import open_store
 
         store = open_store(cfg.store)  # refuses a foreign or corrupt file before any work
-        saved = store.get(cfg.run_id or "run", "config")
-        if saved is None:
+        if store.get(cfg.run_id or "run", "config") is None:
             store.put(cfg.run_id or "run", "config", cfg.model_dump(exclude={"api_key", "store", "run_id"}))
         store.close()
     t0 = time.perf_counter()
-    n_sens = min(cfg.sensitivity_conversations or cfg.conversations, cfg.conversations)
-    jobs: list[tuple[str, str, int]] = [(s, cfg.profile, cfg.conversations) for s in cfg.systems]
-    for prof in cfg.sensitivity:
-        if prof != cfg.profile:
-            jobs += [(s, prof, n_sens) for s in SENSITIVITY_SYSTEMS if s in cfg.systems]
-    # Rough relative CPU per conversation, measured on the default profile (rapo's first job also
-    # fills the process's caches): longest first, so the workers finish together.
-    cost = {"round-robin": 1.0, "handoff": 1.5, "oracle": 0.5, "rapo": 4.4, "rapo-no-context-vectors": 4.0,
-            "rapo-no-consensus": 3.0}
-    jobs.sort(key=lambda j: -j[2] * cost.get(j[0], 3.0))
-    total = sum(n for _, _, n in jobs)
-    results: dict[tuple[str, str], list[TurnScore]] = {}
-    _conversations(cfg.conversations, cfg.seed, cfg.transitions)  # generated once; forked workers inherit it
+    jobs = plan_jobs(cfg)
+    total = sum(j.conversations for j in jobs)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    @contextmanager
+    def bar() -> Iterator[Callable[[int], None]]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("[bold]benchmark[/]"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("conversations x systems"), TimeElapsedColumn())
-    if cfg.workers <= 1:
-        thresholds = gc.get_threshold()
-        _quiet_gc()
-        try:
-            with Progress(*columns, disable=not progress, refresh_per_second=2) as bar:
-                task = bar.add_task("run", total=total)
-                for s, prof, n in jobs:
-                    _, _, recs = _job((cfg, s, prof, n))
-                    results[(s, prof)] = recs
-                    bar.advance(task, n)
-        finally:
-            gc.unfreeze()
-            gc.set_threshold(*thresholds)
-        return assemble(cfg, results, time.perf_counter() - t0)
-    # fork where the platform has it: workers start warm (modules, conversations) at no cost.
-    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    q = ctx.Queue()
-    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)), mp_context=ctx,
-                             initializer=_init_worker, initargs=(q,)) as pool:
-        # Submitting starts the workers, before the progress bar starts its refresh thread.
-        futures = [pool.submit(_job, (cfg, s, prof, n)) for s, prof, n in jobs]
-        with Progress(*columns, disable=not progress, refresh_per_second=2) as bar:
-            task = bar.add_task("run", total=total)
-            pending = set(futures)
-            while pending:
-                try:
-                    bar.advance(task, q.get(timeout=0.2))
-                except queue_mod.Empty:
-                    pass
-                for f in [f for f in pending if f.done()]:
-                    pending.discard(f)
-                    s, prof, recs = f.result()
-                    results[(s, prof)] = recs
-            while True:
-                try:
-                    bar.advance(task, q.get_nowait())
-                except queue_mod.Empty:
-                    break
+        columns = (TextColumn("[bold]benchmark[/]"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("conversations x systems"), TimeElapsedColumn())
+        with Progress(*columns, disable=not progress, refresh_per_second=2) as shown:
+            task = shown.add_task("run", total=total)
+            yield lambda n: shown.advance(task, n)
+
+    own = executor is None
+    executor = executor or make_executor(cfg)
+    try:
+        results = executor.run(cfg, jobs, bar)
+    finally:
+        if own:
+            executor.close()
     return assemble(cfg, results, time.perf_counter() - t0)
 
 
@@ -342,7 +320,7 @@ def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], 
     from importlib.metadata import version
 
     config["rapo_version"] = version("rapo")
-    return {
+    out = {
         "config": config,
         "systems": systems,
         "ratios": ratios(main, boot),
@@ -350,6 +328,20 @@ def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], 
         "sensitivity": sensitivity,
         "records": {"fields": FIELDS, "rows": [row for recs in main.values() for row in as_rows(recs)]},
     }
+    if cfg.faults > 0:
+        out["faults"] = _fault_summary(cfg, results)
+    return out
+
+
+def _fault_summary(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]]) -> dict[str, Any]:
+    """Injected faults by kind and their cost, per system (main profile) and over every job. A resumed
+    run counts the calls made since it resumed."""
+    from rapo.bench.faults import total
+
+    per = {(s, p): f for (s, p), recs in results.items() if (f := getattr(recs, "faults", None))}
+    return {"rate": cfg.faults, "seed": cfg.fault_seed,
+            "systems": {s: f for (s, p), f in per.items() if p == cfg.profile},
+            "total": total(list(per.values()))}
 
 
 def resume_config(store_url: str, run_id: str, **overrides: Any) -> BenchConfig:

@@ -43,6 +43,7 @@ from rapo.server.models import (
     TurnResponse,
     openai_error,
 )
+from rapo.server.durable import DurableConversationStore
 from rapo.server.store import ConversationStore, InMemoryStore, StoredConversation
 from rapo.team import TeamSpec, load_team
 from rapo.types import RapoError
@@ -155,6 +156,8 @@ class _Service:
         self.orch = Orchestrator(team)
         self.store = store
         self.prefixes: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        if isinstance(store, DurableConversationStore):
+            store.attach(self.orch)  # loads the conversations a previous server left
 
     def entry(self, conversation_id: str) -> StoredConversation:
         entry = self.store.get(conversation_id)
@@ -173,9 +176,16 @@ class _Service:
 
         async def run() -> TurnRecord:
             async with entry.lock:
-                return await self.orch.astep(entry.state, text, critical=critical, on_stage=on_stage)
+                record = await self.orch.astep(entry.state, text, critical=critical, on_stage=on_stage)
+                await self.saved(entry)
+                return record
 
         return await _shielded(run)
+
+    async def saved(self, entry: StoredConversation) -> None:
+        """After each turn, with the entry locked: a durable store writes it through before the answer goes out."""
+        if isinstance(self.store, DurableConversationStore):
+            await self.store.saved(entry)
 
     def summary(self, entry: StoredConversation) -> ConversationSummary:
         records = entry.records
@@ -266,7 +276,7 @@ def create_app(
         raise RapoError("the token must not be empty; leave it out to serve without auth on loopback")
     if max_body_bytes < 1024:
         raise RapoError(f"max_body_bytes={max_body_bytes} is too small to carry a turn; use at least 1024")
-    svc = _Service(spec, store or InMemoryStore())
+    svc = _Service(spec, store if store is not None else InMemoryStore())  # an empty store is falsy
     expected = token.encode() if token else None
     bearer = HTTPBearer(auto_error=False, description="The token given to `rapo serve --token`.")
 
@@ -428,13 +438,16 @@ def create_app(
             if entry is not None and hit is not None:
                 async with entry.lock:
                     if entry.state.turn == hit[1]:  # nobody continued it differently meanwhile
-                        return entry, await svc.orch.astep(entry.state, text, critical=req.rapo_critical), "continued"
+                        record = await svc.orch.astep(entry.state, text, critical=req.rapo_critical)
+                        await svc.saved(entry)
+                        return entry, record, "continued"
             entry = svc.new("openai")
             async with entry.lock:
                 for role, said in history:
                     if role == "user" and said.strip():
                         await svc.orch.astep(entry.state, said)
                 record = await svc.orch.astep(entry.state, text, critical=req.rapo_critical)
+                await svc.saved(entry)
             return entry, record, "replayed" if history else "new"
 
         entry, record, how = await _shielded(run)

@@ -34,8 +34,9 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 def serve(team: Path, backend: str | None, host: str = "127.0.0.1", port: int = 8000,
-          token: str | None = None) -> None:
-    """Build the app for the team file and serve it until interrupted."""
+          token: str | None = None, *, store: str | None = None) -> None:
+    """Build the app for the team file and serve it until interrupted; with `store` (a `rapo.store`
+    URL or path), conversations are written through to it and loaded from it on start."""
     check_bind(host, token)
     if not 0 <= port <= 65535:
         raise RapoError(f"port {port} is out of range; use 1-65535 (0 picks a free one)")
@@ -44,12 +45,20 @@ def serve(team: Path, backend: str | None, host: str = "127.0.0.1", port: int = 
     except ModuleNotFoundError:
         raise RapoError("rapo serve needs the server extras: pip install 'rapo[serve]'") from None
     from rapo.server.app import create_app
+    from rapo.server.durable import DurableConversationStore
+    from rapo.store.sql import mask_url
 
-    app = create_app(team, backend=backend, token=token)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"rapo: serving team {app.state.service.team.name!r} on http://{shown}:{port} "
-          f"(docs /docs, viewer /viewer, auth {'on' if token else 'off'})", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    durable = DurableConversationStore.open(store) if store else None
+    try:
+        app = create_app(team, backend=backend, token=token, store=durable)
+        shown = f"[{host}]" if ":" in host else host
+        kept = f", {len(durable)} conversation(s) from {mask_url(store)}" if durable is not None and store else ""
+        print(f"rapo: serving team {app.state.service.team.name!r} on http://{shown}:{port} "
+              f"(docs /docs, viewer /viewer, auth {'on' if token else 'off'}{kept})", flush=True)
+        uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    finally:
+        if durable is not None:
+            durable.close()
 
 
 @contextmanager

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from rapo.types import RapoError
+
+SCHEMA_VERSION = 1
+APP = "rapo-checkpoints"
+
 
 class Store(Protocol):
     """Checkpoints of runs. `put` replaces a document atomically; documents are JSON-able dicts."""
@@ -21,3 +26,18 @@ class Store(Protocol):
     def delete_run(self, run_id: str) -> None: ...
 
     def close(self) -> None: ...
+
+
+def check_meta(meta: dict[str, str], where: str) -> None:
+    """Refuse a store that is not rapo's or was written by a newer rapo: never reuse one silently."""
+    if meta.get("app") != APP:
+        raise RapoError(f"{where} is not a rapo checkpoint store (app {meta.get('app')!r})")
+    try:
+        version = int(meta.get("schema_version", "0"))
+    except ValueError:
+        version = 0
+    if version > SCHEMA_VERSION:
+        raise RapoError(f"{where} was written by a newer rapo (schema {version}, this one reads "
+                        f"{SCHEMA_VERSION}); upgrade rapo to resume it")
+    if version < 1:
+        raise RapoError(f"{where} has no usable schema version ({version})")

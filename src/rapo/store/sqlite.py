@@ -9,59 +9,68 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from rapo.store.base import Store
+from rapo.store.base import APP, SCHEMA_VERSION, check_meta
 from rapo.types import RapoError
 
-SCHEMA_VERSION = 1
-APP = "rapo-checkpoints"
 
 
 class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.OperationalError as err:
+            raise RapoError(f"cannot open the checkpoint store {self.path}: {err}") from None
         except sqlite3.DatabaseError as err:
             raise RapoError(f"{self.path} is not a rapo checkpoint store (not an SQLite database: {err}); "
                             "pass another --store path") from None
-        if existed and "rapo_meta" not in tables:
+        if tables and "rapo_meta" not in tables:
             raise RapoError(f"{self.path} is an SQLite database but not a rapo checkpoint store "
                             f"(tables: {', '.join(sorted(tables)) or 'none'}); pass another --store path")
         if "rapo_meta" not in tables:
             self._create()
         self._check_version()
 
+    def _wal(self) -> None:
+        """Switching to WAL takes the file exclusively for a moment, and SQLite does not wait for it:
+        with several processes opening one store at once (a distributed run's shards), try again."""
+        for attempt in range(200):
+            try:
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or attempt == 199:
+                    raise
+                time.sleep(0.05)
+
     def _create(self) -> None:
+        """Idempotent and in one immediate transaction: several processes (shards of a distributed
+        run) may open a new store at the same moment."""
         with self._lock:
-            self._db.executescript(
-                """
-                BEGIN;
-                CREATE TABLE rapo_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE docs (run_id TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,
-                                   PRIMARY KEY (run_id, key));
-                COMMIT;
-                """
-            )
-            self._db.executemany("INSERT INTO rapo_meta VALUES (?, ?)",
-                                 [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("CREATE TABLE IF NOT EXISTS rapo_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                self._db.execute("CREATE TABLE IF NOT EXISTS docs (run_id TEXT NOT NULL, key TEXT NOT NULL, "
+                                 "doc TEXT NOT NULL, PRIMARY KEY (run_id, key))")
+                self._db.executemany("INSERT OR IGNORE INTO rapo_meta VALUES (?, ?)",
+                                     [("app", APP), ("schema_version", str(SCHEMA_VERSION))])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def _check_version(self) -> None:
-        meta = dict(self._db.execute("SELECT key, value FROM rapo_meta").fetchall())
-        if meta.get("app") != APP:
-            raise RapoError(f"{self.path} is not a rapo checkpoint store (app {meta.get('app')!r})")
-        version = int(meta.get("schema_version", "0"))
-        if version > SCHEMA_VERSION:
-            raise RapoError(f"{self.path} was written by a newer rapo (schema {version}, this one reads "
-                            f"{SCHEMA_VERSION}); upgrade rapo to resume it")
-        if version < 1:
-            raise RapoError(f"{self.path} has no usable schema version ({version})")
+        check_meta(dict(self._db.execute("SELECT key, value FROM rapo_meta").fetchall()), str(self.path))
 
     # -- documents ---------------------------------------------------------------------------------
 
@@ -110,11 +119,14 @@ class SQLiteStore:
             self._db.close()
 
 
-def open_store(url: str | Path) -> SQLiteStore:
-    """`sqlite:///path.db` or a plain path. Other SQLAlchemy URLs come with the durable-runs work."""
+def open_store(url: str | Path) -> Store:
+    """`sqlite:///path.db` or a plain path: this native store (no SQLAlchemy needed). Any other URL
+    (postgresql+psycopg://, mysql://, sqlite+pysqlite:///...) goes to SQLAlchemy (the `sql` extra)."""
     text = str(url)
     if text.startswith("sqlite:///"):
         return SQLiteStore(text[len("sqlite:///"):])
     if "://" in text:
-        raise RapoError(f"store URL {text!r}: only sqlite:///path.db (or a file path) is supported so far")
+        from rapo.store.sql import SQLAlchemyStore
+
+        return SQLAlchemyStore(text)
     return SQLiteStore(text)
