@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from rapo.ledger import Ledger
-from rapo.state import CapabilityMatrix, ConversationState
+from rapo.state import AgentContexts, CapabilityMatrix, ConversationState
 from rapo.types import Embedder, RapoError
 
 FORMAT = 1
@@ -24,6 +24,30 @@ def _unpack(d: dict[str, Any]) -> np.ndarray:
     return np.frombuffer(base64.b64decode(d["data"]), dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
 
 
+def _pack_contexts(ctx: AgentContexts) -> dict[str, Any]:
+    """A large team's context vectors as the rows it stores (the agents that have acted): a
+    1,000-agent conversation checkpoints a few KiB, not the 1.5 MB dense matrix, every transition."""
+    if ctx.agents is None:
+        return _pack(np.asarray(ctx))
+    return {"sparse": True, "n": ctx.n, "agents": _pack(ctx.agents), "rows": _pack(ctx.rows)}
+
+
+def _unpack_contexts(d: dict[str, Any]) -> np.ndarray | AgentContexts:
+    if not d.get("sparse"):
+        return _unpack(d)  # the dense matrix (small teams, and checkpoints written before sparse ones)
+    rows, agents = _unpack(d["rows"]), _unpack(d["agents"]).astype(np.int32)
+    n = int(d["n"])
+    if rows.ndim != 2 or len(agents) != len(rows) or (len(agents) and not 0 <= agents.min() <= agents.max() < n):
+        raise RapoError("conversation checkpoint is corrupt: its sparse context rows do not match their agents")
+    ctx = AgentContexts(n, rows.shape[1], rows.dtype)
+    if ctx.agents is None:  # a team this small is kept dense
+        dense = np.zeros((n, rows.shape[1]), dtype=rows.dtype)
+        dense[agents] = rows
+        return dense
+    ctx.agents, ctx.rows = agents, rows
+    return ctx
+
+
 def conversation_snapshot(conv: ConversationState) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -32,7 +56,7 @@ def conversation_snapshot(conv: ConversationState) -> dict[str, Any]:
         "previous_agent": conv.previous_agent,
         "last_answer": conv.last_answer,
         "last_question": conv.last_question,
-        "context": _pack(conv.context),
+        "context": _pack_contexts(conv.context),
         "global_context": _pack(conv.global_context),
         "ledger": conv.ledger.snapshot(),
         "records": [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in conv.records],
@@ -48,7 +72,7 @@ def restore_conversation(data: dict[str, Any], embedder: Embedder) -> Conversati
     return ConversationState(
         id=str(data["id"]),
         ledger=Ledger.restore(embedder, data["ledger"]),
-        context=_unpack(data["context"]),
+        context=_unpack_contexts(data["context"]),
         global_context=_unpack(data["global_context"]),
         turn=int(data["turn"]),
         previous_agent=data["previous_agent"],

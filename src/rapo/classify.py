@@ -221,6 +221,14 @@ class RequirementClassifier:
         self._cues = [
             [(re.compile(p, re.IGNORECASE), w) for p, w in all_cues[t]] for t in self.types
         ]
+        # For ASCII text: the same cues run on the lowercased text, about twice as fast. The built-in
+        # cues match lowercase text alike without the flag (tests check it); a caller's keep the flag,
+        # which on lowercased ASCII text matches exactly what it matches on the text.
+        builtin = {p for cues in DEFAULT_CUES.values() for p, _ in cues}
+        self._lower_cues = [
+            [(re.compile(p) if p in builtin else re.compile(p, re.IGNORECASE), w) for p, w in all_cues[t]]
+            for t in self.types
+        ]
         self._signature = repr((self.types, temperature, proto_weight, lookup_prior, getattr(embedder, "signature", id(embedder)), sorted(merged.items()), sorted(all_cues.items())))
         self._prior = np.array(
             [lookup_prior if t == "lookup" else 0.0 for t in self.types], dtype=np.float64
@@ -237,7 +245,10 @@ class RequirementClassifier:
     def _cue_scores(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), len(self.types)))
         for n, text in enumerate(texts):
-            for k, cues in enumerate(self._cues):
+            table = self._cues
+            if text.isascii():
+                text, table = text.lower(), self._lower_cues
+            for k, cues in enumerate(table):
                 out[n, k] = sum(w for rx, w in cues if rx.search(text))
         return out
 

@@ -403,10 +403,12 @@ class Orchestrator:
         return None
 
     def _messages(
-        self, agent: int, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str, peers: str | None = None
+        self, agent: int, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str, peers: str | None = None,
+        shared: dict[str, Message] | None = None,
     ) -> tuple[list[Message], PromptPlan]:
+        """One agent's prompt; `shared` (one per step and round) lets the agents share one user message."""
         spec = self.agents[agent]
-        match = float(self.matrix.mean()[agent] @ r)
+        match = float(self.matrix.mean_row(agent) @ r)
         plan = self.prompts.plan(r, record.difficulty or 0.0, match)
         history: list[Message] = []
         cfg = self.team.prompts
@@ -415,7 +417,8 @@ class Orchestrator:
                                                             Message(role="assistant", content=rec.answer))]
             history = past if cfg.history == "full" else past[-2 * cfg.history_k:]
         messages = self.prompts.render(spec.template, role=spec.role, plan=plan, context=record.context,
-                                       task=text, handoff=record.handoff, history=history, peers=peers)
+                                       task=text, handoff=record.handoff, history=history, peers=peers,
+                                       shared=shared)
         return messages, plan
 
     async def _call_with_failover(
@@ -424,8 +427,9 @@ class Orchestrator:
     ) -> tuple[int, Completion]:
         """The chosen agent answers; if its backend is unavailable (retries spent, circuit open), the
         next agent by routing score does, and the trace says who failed and why."""
+        shared: dict[str, Message] = {}
         for agent in order.tolist():  # every agent, best first (the trace keeps the first few)
-            messages, plan = self._messages(agent, r, record, conv, text)
+            messages, plan = self._messages(agent, r, record, conv, text, shared=shared)
             record.agent, record.prompt, record.strategy = self.names[agent], messages, plan.strategy_kind
             stage("prompt", record, None)
             try:
@@ -460,7 +464,8 @@ class Orchestrator:
         answers: dict[int, Completion] = {}
         sent: dict[int, tuple[list[Message], PromptPlan]] = {}
         for round_no in range(cfg.max_rounds):
-            built = [self._messages(a, r, record, conv, text, peers) for a in chosen]
+            shared: dict[str, Message] = {}
+            built = [self._messages(a, r, record, conv, text, peers, shared) for a in chosen]
             prompts = [m for m, _ in built]
             sent = {a: (m, plan) for a, (m, plan) in zip(chosen, built)}
             if round_no == 0:

@@ -72,6 +72,9 @@ class PromptBuilder:
         self.env = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
         # System prompts repeat (one per role and strategy): every record kept shares one copy of each.
         self._system_texts: dict[str, str] = {}
+        # The default template's system message, by (role, strategy): nothing else goes into it.
+        self._system_messages: dict[tuple[str, str], Message] = {}
+        self._leading: dict[bytes, tuple[str, str | None]] = {}
 
     @lru_cache(maxsize=64)
     def _compile(self, source: str):  # type: ignore[no-untyped-def]
@@ -88,8 +91,29 @@ class PromptBuilder:
     def default_template() -> str:
         return resources.files("rapo").joinpath("templates/default.j2").read_text()
 
+    def _default_halves(self):  # type: ignore[no-untyped-def]
+        """The default template cut at its user marker: the system half depends on role and strategy
+        only, the user half on the step only, so each is rendered once where the whole was rendered
+        per agent. (Only the default: a custom template may carry state across the marker.)"""
+        head, _, tail = self.default_template().partition(USER_MARKER)
+        return self._compile(head), self._compile(tail)
+
+    def _leading_types(self, requirement: np.ndarray) -> tuple[str, str | None]:
+        """The dominant type, and the second where it weighs >= 0.3; cached, since every agent of a
+        step (and every step with the same text) plans from the same requirement."""
+        key = requirement.dtype.str.encode() + requirement.tobytes()
+        hit = self._leading.get(key)
+        if hit is None:
+            dominant = self.types[int(np.argmax(requirement))]
+            order = np.argsort(-requirement)
+            second = self.types[int(order[1])] if len(order) > 1 and requirement[order[1]] >= 0.3 else None
+            if len(self._leading) >= 4096:
+                self._leading.clear()
+            hit = self._leading[key] = (dominant, second)
+        return hit
+
     def plan(self, requirement: np.ndarray, difficulty: float, match: float) -> PromptPlan:
-        dominant = self.types[int(np.argmax(requirement))]
+        dominant, second = self._leading_types(np.asarray(requirement))
         if not self.adaptive:
             return trusted(PromptPlan, strategy=STATIC_STRATEGY, strategy_kind="static", dominant_type=dominant,
                            difficulty=difficulty, match=match)
@@ -97,9 +121,7 @@ class PromptBuilder:
         table = TERSE if strong else SCAFFOLD
         strategy = table.get(dominant, STATIC_STRATEGY)
         # A step that mixes two types gets the second one's hint too.
-        order = np.argsort(-requirement)
-        if len(order) > 1 and requirement[order[1]] >= 0.3 and not strong:
-            second = self.types[int(order[1])]
+        if second is not None and not strong:
             strategy += " Also: " + SCAFFOLD.get(second, "")
         return trusted(PromptPlan, strategy=strategy, strategy_kind="terse" if strong else "scaffold",
                        dominant_type=dominant, difficulty=difficulty, match=match)
@@ -115,8 +137,16 @@ class PromptBuilder:
         handoff: str | None,
         history: Sequence[Message] = (),
         peers: str | None = None,
+        shared: dict[str, Message] | None = None,
     ) -> list[Message]:
-        compiled, env_globals = self._compile(template or self.default_template())
+        """The step's messages for one agent. `shared`: a dict the caller keeps for one step's agents
+        (same context, task, handoff, history, peers), so the user message is rendered once for all."""
+        source = template or self.default_template()
+        if source is self.default_template() or source == self.default_template():
+            messages = self._render_default(role, plan, context, task, handoff, history, peers, shared)
+            if messages is not None:
+                return messages
+        compiled, env_globals = self._compile(source)
         variables = {
             **env_globals,
             "role": role,
@@ -143,6 +173,43 @@ class PromptBuilder:
             shared = self._system_texts[system] = system
         return [trusted(Message, role="system", content=shared, name=None),
                 trusted(Message, role="user", content=user.strip(), name=None)]
+
+    def _render_default(self, role: str, plan: PromptPlan, context: Sequence[object], task: str,
+                        handoff: str | None, history: Sequence[Message], peers: str | None,
+                        shared: dict[str, Message] | None) -> list[Message] | None:
+        """`render` for the default template, half by half; None where the halves would not split the
+        whole render the same way (the marker inside the role or strategy text)."""
+        (head, head_globals), (tail, tail_globals) = self._default_halves()
+        system = self._system_messages.get((role, plan.strategy))
+        if system is None:
+            variables = {**head_globals, "role": role, "strategy": plan.strategy, "output_format": OUTPUT_FORMAT}
+            text = self._run(head, variables)
+            if USER_MARKER in text:
+                return None
+            if len(self._system_messages) >= 4096:
+                self._system_messages.clear()
+            system = self._system_messages[(role, plan.strategy)] = trusted(
+                Message, role="system", content=text.strip(), name=None)
+        user = shared.get("user") if shared is not None else None
+        if user is None:
+            variables = {
+                **tail_globals,
+                "context": list(context),
+                "handoff": handoff or "",
+                "history": list(history),
+                "task": task if not peers else f"{task}\n{peers}",
+            }
+            user = trusted(Message, role="user", content=self._run(tail, variables).strip(), name=None)
+            if shared is not None:
+                shared["user"] = user
+        return [system, user]
+
+    def _run(self, compiled, variables: dict[str, object]) -> str:  # type: ignore[no-untyped-def]
+        try:  # what Template.render does, with the globals already merged
+            return "".join(compiled.root_render_func(compiled.new_context(variables, shared=True)))
+        except Exception:
+            self.env.handle_exception()
+            raise  # handle_exception always raises; this keeps the type checker sure of it
 
 
 def estimate_difficulty(requirement: np.ndarray, n_named: int, n_dependencies: int) -> float:

@@ -52,6 +52,11 @@ class CapabilityMatrix:
         a, b = self.a, self.b
         return a / (a + b)
 
+    def mean_row(self, agent: int) -> np.ndarray:
+        """`mean()[agent]`, the same numbers, without the other N-1 rows."""
+        a = self.prior_a[agent] + self.successes[agent]
+        return a / (a + (self.prior_b[agent] + self.failures[agent]))
+
     def var(self) -> np.ndarray:
         a, b = self.a, self.b
         n = a + b
