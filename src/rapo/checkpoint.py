@@ -91,14 +91,22 @@ def _restore_rng(state: dict[str, Any] | None) -> np.random.Generator | None:
     return rng
 
 
+def counts_snapshot(successes: np.ndarray, failures: np.ndarray) -> dict[str, Any]:
+    """Outcome counts (a matrix's, or what one conversation added to them) as JSON-able data."""
+    return {"format": FORMAT, "successes": _pack(successes), "failures": _pack(failures)}
+
+
+def restore_counts(data: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    return _unpack(data["successes"]), _unpack(data["failures"])
+
+
 def matrix_snapshot(m: CapabilityMatrix) -> dict[str, Any]:
-    s, f = m.counts()
-    return {"format": FORMAT, "successes": _pack(s), "failures": _pack(f)}
+    return counts_snapshot(*m.counts())
 
 
 def restore_matrix_counts(m: CapabilityMatrix, data: dict[str, Any]) -> None:
     """Put saved outcome counts back (the priors come from the team file, as at the start)."""
-    s, f = _unpack(data["successes"]), _unpack(data["failures"])
+    s, f = restore_counts(data)
     if s.shape != m.successes.shape:
         raise RapoError(f"saved capability counts have shape {s.shape}, this team's matrix {m.successes.shape}: "
                         "the checkpoint belongs to a different team")

@@ -40,14 +40,12 @@ async def _run_conversations(orch: Any, conversations: Sequence[Sequence[str]], 
 
 def _shard(team: TeamSpec, conversations: list[list[str]], ids: list[str], hub: Any, concurrency: int) -> list[Any]:
     """A Ray task: its conversations on its own orchestrator (one client pool per backend)."""
-    import ray
-
+    from rapo.executor.ray_cluster import hub_link
     from rapo.orchestrator import Orchestrator
 
     async def go() -> list[Any]:
         orch = Orchestrator(team)
-        link = HubLink(lambda m, *a: ray.get(getattr(hub, m).remote(*a)),
-                       lambda m, *a: getattr(hub, m).remote(*a), "team", learner_of(orch))
+        link = hub_link(hub, "team", orch.matrix if orch.team.routing.learn else None)
         try:
             return await _run_conversations(orch, conversations, ids, concurrency, link)
         finally:
@@ -55,10 +53,6 @@ def _shard(team: TeamSpec, conversations: list[list[str]], ids: list[str], hub: 
             await orch.aclose()
 
     return asyncio.run(go())
-
-
-def learner_of(orch: Any) -> Any:
-    return orch.matrix if orch.team.routing.learn else None
 
 
 def run_many(

@@ -90,10 +90,10 @@ class HubLink:
 
     def checkpoint(self) -> dict[str, Any] | None:
         """What a finished conversation's checkpoint keeps so a resumed run can rebuild the hub."""
-        from rapo.checkpoint import _pack
+        from rapo.checkpoint import counts_snapshot
 
         d = self.delta()
-        return None if d is None else {"delta": {"successes": _pack(d[0]), "failures": _pack(d[1])}}
+        return None if d is None else {"delta": counts_snapshot(*d)}
 
     def done(self, conv_id: str, delta: Counts | None) -> None:
         if self.matrix is not None and delta is not None:
@@ -116,11 +116,11 @@ class HubLink:
 
 def saved_deltas(docs: dict[str, dict[str, Any]]) -> tuple[list[str], list[Counts]]:
     """Finished conversations' learned deltas from a job's checkpoints (conversation id -> doc)."""
-    from rapo.checkpoint import _unpack
+    from rapo.checkpoint import restore_counts
 
     ids, deltas = [], []
     for conv_id, doc in docs.items():
         d = doc.get("delta")
         ids.append(conv_id)
-        deltas.append((_unpack(d["successes"]), _unpack(d["failures"])) if d else None)
+        deltas.append(restore_counts(d) if d else None)
     return ids, deltas  # type: ignore[return-value]

@@ -68,9 +68,15 @@ def shards(n: int, count: int) -> list[list[int]]:
     return [list(range(i, n, count)) for i in range(count)]
 
 
+def hub_link(hub: Any, key: str, matrix: Any) -> HubLink:
+    """A shard's link to the `CountsHub` actor: answers awaited with `ray.get`, progress sent and forgotten."""
+    ray = import_ray()
+    return HubLink(lambda m, *a: ray.get(getattr(hub, m).remote(*a)), lambda m, *a: getattr(hub, m).remote(*a),
+                   key, matrix)
+
+
 def _run_shard(cfg: "BenchConfig", job: Job, indices: list[int], hub: Any) -> list["TurnScore"]:
     """A Ray task: one shard of a job, in order, linked to the job's merged learned counts."""
-    ray = import_ray()
     from rapo.bench.generator import generate
     from rapo.bench.runner import _run_job
     from rapo.executor.local import quiet_gc
@@ -81,8 +87,7 @@ def _run_shard(cfg: "BenchConfig", job: Job, indices: list[int], hub: Any) -> li
     links: list[HubLink] = []
 
     def link(system: Any) -> HubLink:
-        links.append(HubLink(lambda m, *a: ray.get(getattr(hub, m).remote(*a)),
-                             lambda m, *a: getattr(hub, m).remote(*a), key, learner(system)))
+        links.append(hub_link(hub, key, learner(system)))
         return links[0]
 
     records = asyncio.run(_run_job(cfg, job.system, job.profile, chosen, lambda: None, link=link))
@@ -115,13 +120,13 @@ class RayExecutor:
             self._seed(cfg, jobs, hub)
         task = ray.remote(_run_shard).options(max_retries=self.max_retries)
         cfg_ref = ray.put(cfg)
-        pending: dict[Any, tuple[Job, int]] = {}
-        for job in jobs:
-            for k, idx in enumerate(shards(job.conversations, self.workers * self.shards_per_worker)):
-                pending[task.remote(cfg_ref, job, idx, hub)] = (job, k)
-        parts: dict[tuple[str, str], dict[int, list[TurnScore]]] = {}
         layout = {(j.system, j.profile): shards(j.conversations, self.workers * self.shards_per_worker)
                   for j in jobs}
+        pending: dict[Any, tuple[Job, int]] = {}
+        for job in jobs:
+            for k, idx in enumerate(layout[(job.system, job.profile)]):
+                pending[task.remote(cfg_ref, job, idx, hub)] = (job, k)
+        parts: dict[tuple[str, str], dict[int, list[TurnScore]]] = {}
         shown = 0
         try:
             with progress() as advance:
