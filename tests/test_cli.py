@@ -4,6 +4,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from typer.testing import CliRunner
 
 from rapo.cli import app
@@ -102,3 +104,14 @@ def test_bench_small_run_prints_table_and_writes_report(tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     report = (tmp_path / "report.md").read_text()
     assert "| rapo |" in report or "rapo" in report
+
+
+def test_an_error_message_keeps_its_square_brackets(capsys):
+    import typer
+
+    from rapo import cli
+
+    with pytest.raises(typer.Exit) as info:
+        cli.fail("the HTTP service needs the serve extra: pip install 'rapo[serve]'")
+    assert info.value.exit_code == 2
+    assert "pip install 'rapo[serve]'" in capsys.readouterr().err

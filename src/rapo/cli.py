@@ -19,7 +19,9 @@ err_console = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}")  # "pip install 'rapo[ray]'" stays as written
     raise typer.Exit(code)
 
 
@@ -120,7 +122,7 @@ def bench(
     team: Optional[Path] = typer.Option(None, help="Team file (default: the packaged benchmark team)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes, or the CPUs of a local Ray (default: CPU count)."),
     concurrency: int = typer.Option(64, min=1, help="Conversations in flight at once against a real endpoint or the real clock (1: in order, as the in-process run)."),
-    executor: str = typer.Option("local", help="local (processes on this machine) or ray (conversations sharded across a Ray cluster; pip install 'rapo[ray]')."),
+    executor: str = typer.Option("local", help="local (processes on this machine) or ray (conversations sharded across a Ray cluster; pip install 'rapo\\[ray]')."),
     address: Optional[str] = typer.Option(None, help="Ray cluster for --executor ray: auto, ray://head:10001 or head:6379 (default: start a local Ray on 127.0.0.1)."),
     learning: bool = typer.Option(True, "--learning/--no-learning", help="rapo's capability matrix learns across conversations (off: every conversation is independent of the others)."),
     out: Optional[Path] = typer.Option(None, help="Write results.json, report.md and PNG plots here."),
