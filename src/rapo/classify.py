@@ -11,6 +11,7 @@ embedder). A softmax with a temperature turns the sum into probabilities.
 from __future__ import annotations
 
 import re
+from re import _parser as _sre  # the stdlib's own pattern parser: prefilters below read its tree
 from typing import Sequence
 
 import numpy as np
@@ -177,6 +178,52 @@ def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
 _MEMO: dict[tuple[str, str], np.ndarray] = {}
 
 
+def _required(items: object) -> frozenset[str] | None:
+    """Strings of which every match of a parsed (case-sensitive) pattern contains at least one, or
+    None where the pattern has no such set: literal runs, alternations of them, groups, repeats of
+    at least one. Anything else (classes, anchors, lookarounds, flags) only ends a literal run."""
+    found: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, av in items:  # type: ignore[attr-defined]
+        if op == _sre.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:
+            found.append(frozenset(["".join(run)]))
+            run = []
+        req: frozenset[str] | None = None
+        if op == _sre.SUBPATTERN:
+            _, add_flags, _, sub = av
+            req = None if add_flags & re.IGNORECASE else _required(sub)
+        elif op == _sre.BRANCH:
+            parts = [_required(branch) for branch in av[1]]
+            req = None if any(part is None for part in parts) else frozenset().union(*parts)  # type: ignore[arg-type]
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:
+            req = _required(av[2])
+        if req is not None:
+            found.append(req)
+    if run:
+        found.append(frozenset(["".join(run)]))
+    if not found:
+        return None
+    # The most selective: shortest string 3+ characters if any, then the fewest strings to look for.
+    return min(found, key=lambda alts: (-min(3, min(map(len, alts))), len(alts)))
+
+
+def _prefilter(rx: re.Pattern[str]) -> tuple[str, ...] | None:
+    """`_required` of a compiled pattern, or None (case-insensitive patterns are not filtered)."""
+    if rx.flags & re.IGNORECASE:
+        return None
+    try:
+        parsed = _sre.parse(rx.pattern, rx.flags)
+    except Exception:  # pragma: no cover - it compiled, so it parses
+        return None
+    if parsed.state.flags & re.IGNORECASE:
+        return None
+    req = _required(parsed)
+    return None if req is None or "" in req else tuple(sorted(req, key=len))
+
+
 class RequirementClassifier:
     """`r(s)`: prototype similarity plus cue patterns, softmaxed. Unknown types need prototypes."""
 
@@ -229,6 +276,9 @@ class RequirementClassifier:
             [(re.compile(p) if p in builtin else re.compile(p, re.IGNORECASE), w) for p, w in all_cues[t]]
             for t in self.types
         ]
+        # For each lowercase cue, strings one of which any match contains: a cue whose strings are
+        # all absent from the text cannot match, and is skipped without running the regex.
+        self._lower_filtered = [[(rx, w, _prefilter(rx)) for rx, w in cues] for cues in self._lower_cues]
         self._signature = repr((self.types, temperature, proto_weight, lookup_prior, getattr(embedder, "signature", id(embedder)), sorted(merged.items()), sorted(all_cues.items())))
         self._prior = np.array(
             [lookup_prior if t == "lookup" else 0.0 for t in self.types], dtype=np.float64
@@ -245,10 +295,13 @@ class RequirementClassifier:
     def _cue_scores(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), len(self.types)))
         for n, text in enumerate(texts):
-            table = self._cues
             if text.isascii():
-                text, table = text.lower(), self._lower_cues
-            for k, cues in enumerate(table):
+                text = text.lower()
+                for k, filtered in enumerate(self._lower_filtered):
+                    out[n, k] = sum(w for rx, w, req in filtered
+                                    if (req is None or any(s in text for s in req)) and rx.search(text))
+                continue
+            for k, cues in enumerate(self._cues):
                 out[n, k] = sum(w for rx, w in cues if rx.search(text))
         return out
 

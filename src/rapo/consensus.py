@@ -143,12 +143,16 @@ def consensus_weights(vectors: np.ndarray, capabilities: np.ndarray) -> np.ndarr
         raise RapoError(
             f"capabilities must have one entry per answer ({vec.shape[0]}), got shape {cap.shape}"
         )
-    if not (np.isfinite(vec).all() and np.isfinite(cap).all()):
+    caps = cap.tolist()  # one per answer: a few numbers, checked faster in Python than by ufuncs
+    if not (np.isfinite(vec).all() and all(math.isfinite(c) for c in caps)):
         raise RapoError("vectors and capabilities must be finite numbers")
-    if (cap < 0).any():
+    if not all(c >= 0 for c in caps):
         raise RapoError("capabilities must be >= 0 (they are success probabilities)")
     norms = np.sqrt(np.add.reduce(vec * vec, axis=1))  # np.linalg.norm(vec, axis=1), minus its overhead
-    unit = np.divide(vec, norms[:, None], out=np.zeros_like(vec), where=norms[:, None] > 0)
+    if (norms > 0).all():  # the same quotients as the masked divide below, without its mask and buffer
+        unit = vec / norms[:, None]
+    else:
+        unit = np.divide(vec, norms[:, None], out=np.zeros_like(vec), where=norms[:, None] > 0)
     cos = np.clip(unit @ unit.T, 0.0, None)
     root = np.sqrt(cap)
     w = np.outer(root, root) * cos
@@ -220,7 +224,11 @@ def vote(
     clusters: dict[str, list[int]] = {}
     for i, key in enumerate(normalised):
         clusters.setdefault(key, []).append(i)
-    support = {key: float(cap[idx].sum()) for key, idx in clusters.items()}
+    total = float(cap.sum())
+    if len(clusters) == 1:  # one answer: its support is the total (the same sum, in the same order)
+        support = {key: total for key in clusters}
+    else:
+        support = {key: float(cap[idx].sum()) for key, idx in clusters.items()}
     candidates = [key for key in clusters if key] or list(clusters)
     top = max(support[key] for key in candidates)
     tied = [key for key in candidates if math.isclose(support[key], top, rel_tol=1e-12, abs_tol=1e-12)]
@@ -230,8 +238,7 @@ def vote(
         # max() keeps the first maximum, and clusters are in first-appearance order: lowest index wins.
         value = max(tied, key=lambda key: float(closeness[clusters[key]].mean()))
     members = clusters[value]
-    winner = members[int(np.argmax(cap[members]))]
-    total = float(cap.sum())
+    winner = members[int(np.argmax(cap[members] if len(members) < len(values) else cap))]
     return trusted(
         VoteResult,
         winner=winner,
@@ -263,7 +270,7 @@ class FanOutResult(BaseModel, Generic[T]):
 
 
 def _decide(
-    order: list[tuple[float, int, str]], weights: np.ndarray, need: float
+    order: list[tuple[float, int, str]], weights: Sequence[float], need: float
 ) -> tuple[int, str | None, float]:
     """Walk finished results in latency order; return (prefix length, leading value, its weight).
 
@@ -281,6 +288,27 @@ def _decide(
         if tally[lead] >= need:
             return pos, lead, tally[lead]
     return 0, lead, tally.get(lead, 0.0) if lead is not None else 0.0
+
+
+async def _first_completed(
+    loop: asyncio.AbstractEventLoop, pending: set[asyncio.Future[T]]
+) -> tuple[set[asyncio.Future[T]], set[asyncio.Future[T]]]:
+    """`asyncio.wait(pending, return_when=FIRST_COMPLETED)`, minus its generality (one waiter, no timeout)."""
+    waiter = loop.create_future()
+
+    def wake(_: asyncio.Future[T]) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    for task in pending:
+        task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        for task in pending:
+            task.remove_done_callback(wake)
+    done = {task for task in pending if task.done()}
+    return done, pending - done
 
 
 async def fan_out(
@@ -303,17 +331,20 @@ async def fan_out(
     if n == 0:
         raise RapoError("fan_out needs at least one call")
     w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+    weight = w.tolist() if w.ndim == 1 else []  # Python floats: _decide reads them one by one
+    if w.shape != (n,) or not all(math.isfinite(x) and x >= 0 for x in weight):
         raise RapoError(f"weights must be {n} finite numbers >= 0, one per call, got {list(weights)!r}")
     if not (math.isfinite(threshold) and 0 <= threshold <= 1):
         raise RapoError(f"threshold is a fraction of the total weight in [0, 1], got {threshold!r}")
-    need = threshold * float(w.sum())
+    total = float(w.sum())
+    need = threshold * total
 
     async def invoke(call: Callable[[], Awaitable[T]]) -> T:
         return await call()
 
+    loop = asyncio.get_running_loop()
     started = time.perf_counter()
-    tasks = [asyncio.ensure_future(invoke(call)) for call in calls]
+    tasks = [loop.create_task(invoke(call)) for call in calls]
     index = {task: i for i, task in enumerate(tasks)}
     finished: dict[int, T] = {}
     order: list[tuple[float, int, str]] = []
@@ -322,7 +353,7 @@ async def fan_out(
     prefix, lead, lead_weight = 0, None, 0.0
     try:
         while pending and not prefix:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await _first_completed(loop, pending)
             for task in sorted(done, key=index.__getitem__):
                 i = index[task]
                 if task.cancelled():
@@ -339,7 +370,7 @@ async def fan_out(
                 finished[i] = result
                 order.append((latency, i, normalise_answer(value_of(result))))
             order.sort(key=lambda item: (item[0], item[1]))
-            prefix, lead, lead_weight = _decide(order, w, need)
+            prefix, lead, lead_weight = _decide(order, weight, need)
             # A decision at latency t stands only if no call still running can report less than t.
             # A running call has taken at least the elapsed wall time, which bounds real latencies;
             # latencies reported by a server (a simulated model behind HTTP) carry no such bound
@@ -361,7 +392,6 @@ async def fan_out(
     counted = order[:prefix] if decided else order
     used = sorted(i for _, i, _ in counted)
     results: list[T | None] = [finished[i] if i in used else None for i in range(n)]
-    total = float(w.sum())
     return trusted(
         FanOutResult,
         results=results,

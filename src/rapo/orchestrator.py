@@ -173,11 +173,20 @@ class Orchestrator:
         self.prompts = PromptBuilder(team.reasoning_types, adaptive=team.prompts.adaptive)
         self.backends = _resolve_backends(team, backends)
         self.in_flight = np.zeros(len(self.agents))
+        self._unnamed = 0  # conversations created without an id, for their random streams
 
     # -- conversations -------------------------------------------------------------------------
 
     def new_conversation(self, conversation_id: str | None = None) -> ConversationState:
-        return ConversationState.new(conversation_id or uuid.uuid4().hex[:12], len(self.agents), self.embedder)
+        """A named conversation routes by its name's random stream, wherever and whenever it runs; an
+        unnamed one (a random id) by the order it was created in here, so the team's seed still
+        reproduces a script's run."""
+        key = conversation_id if conversation_id else f"#{self._unnamed}"
+        if not conversation_id:
+            self._unnamed += 1
+        conv = ConversationState.new(conversation_id or uuid.uuid4().hex[:12], len(self.agents), self.embedder)
+        conv.rng = self._stream(key)
+        return conv
 
     async def arun(
         self,
@@ -224,12 +233,17 @@ class Orchestrator:
         restore_matrix_counts(self.matrix, state)
 
     def _rng(self, conv: ConversationState) -> np.random.Generator:
-        """The conversation's exploration stream, seeded by the team's seed and the conversation id:
-        routing never depends on which conversations ran before, so shards and resumes agree."""
+        """The conversation's exploration stream (a conversation restored from an older checkpoint
+        has none: it gets its id's)."""
         if conv.rng is None:
-            digest = hashlib.blake2b(conv.id.encode(), digest_size=8).digest()
-            conv.rng = np.random.default_rng([self.team.routing.seed, int.from_bytes(digest, "little")])
+            conv.rng = self._stream(conv.id)
         return conv.rng
+
+    def _stream(self, key: str) -> np.random.Generator:
+        """Seeded by the team's seed and the key: routing never depends on which conversations ran
+        before or beside, so shards and resumes agree."""
+        digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+        return np.random.default_rng([self.team.routing.seed, int.from_bytes(digest, "little")])
 
     def checkpoint(self, conv: ConversationState, store: Any, run_id: str) -> None:
         """Save the conversation with the team's learned counts and routing random state, atomically."""
@@ -463,6 +477,14 @@ class Orchestrator:
         winner_agent, value, agreement = chosen[0], "", 0.0
         answers: dict[int, Completion] = {}
         sent: dict[int, tuple[list[Message], PromptPlan]] = {}
+        parsed: dict[str, str] = {}  # reply text -> its normalised answer, parsed once per reply
+
+        def shown_of(reply: str) -> str:
+            value = parsed.get(reply)
+            if value is None:
+                value = parsed[reply] = normalise_answer(extract_answer(reply))
+            return value
+
         for round_no in range(cfg.max_rounds):
             shared: dict[str, Message] = {}
             built = [self._messages(a, r, record, conv, text, peers, shared) for a in chosen]
@@ -477,7 +499,7 @@ class Orchestrator:
             try:
                 out = await fan_out(
                     calls,
-                    value_of=lambda c: _vote_value(c.text),
+                    value_of=lambda c: _vote(shown_of(c.text)),
                     latency_of=lambda c: c.latency_s,
                     weights=[float(w) for w in weights],
                     threshold=cfg.threshold,
@@ -494,7 +516,7 @@ class Orchestrator:
                     record.output_tokens += res.output_tokens
                 else:  # cancelled in flight: its prompt was still sent and read
                     record.prompt_tokens += count_message_tokens(m.content for m in prompts[i])
-            shown = {i: normalise_answer(extract_answer(out.results[i].text)) for i in used}  # type: ignore[union-attr]
+            shown = {i: shown_of(out.results[i].text) for i in used}  # type: ignore[union-attr]
             values = [_vote(shown[i]) for i in used]
             vectors = self.embedder.embed(values)
             result = vote(values, vectors, np.asarray([weights[i] for i in used]), lam=cfg.lam, alpha=cfg.alpha)
@@ -524,7 +546,7 @@ class Orchestrator:
             ) + ". Check the facts again and give your own final answer."
         if self.team.routing.learn and agreement >= cfg.threshold:
             for a, completion in answers.items():
-                agree = _vote_value(completion.text) == value
+                agree = _vote(shown_of(completion.text)) == value
                 self.matrix.update(a, r, agree)
         record.prompt, record.strategy = sent[winner_agent][0], sent[winner_agent][1].strategy_kind
         record.answer = answers[winner_agent].text
