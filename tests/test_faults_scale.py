@@ -8,7 +8,6 @@ import sys
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
-import pytest
 from loopback import free_port, serve
 from typer.testing import CliRunner
 

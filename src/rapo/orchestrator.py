@@ -41,12 +41,8 @@ _REQUEST = re.compile(
 _ABSTAIN = {"unknown", "i don't know", "i do not know", "not given", "n/a", "none"}
 
 
-def _vote_value(reply: str) -> str:
-    """The answer an agent votes for; an abstention ("unknown") casts no vote."""
-    return _vote(normalise_answer(extract_answer(reply)))
-
-
 def _vote(value: str) -> str:
+    """The answer an agent votes for; an abstention ("unknown") casts no vote."""
     return "" if value in _ABSTAIN else value
 
 

@@ -183,7 +183,7 @@ class ConversationState:
     last_answer: str | None = None
     last_question: str | None = None
     records: list = field(default_factory=list)  # TurnRecord, in order
-    rng: np.random.Generator | None = None  # routing exploration's stream, made on first use
+    rng: np.random.Generator | None = None  # routing exploration's stream (Orchestrator.new_conversation)
 
     def __post_init__(self) -> None:
         if not isinstance(self.context, AgentContexts):  # a dense (N, d) array, e.g. from a checkpoint

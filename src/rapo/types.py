@@ -41,13 +41,6 @@ def trusted(cls: type[M], /, **values: Any) -> M:
     _set(model, "__pydantic_extra__", None)
     _set(model, "__pydantic_private__", None)
     return model
-    model = cls.__new__(cls)
-    for name in names:
-        _set(model, name, values[name])
-    _set(model, "__pydantic_fields_set__", shared)  # complete, so pydantic's add() on assignment is a no-op
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
 
 DEFAULT_REASONING_TYPES: tuple[str, ...] = (
     "lookup",
