@@ -142,7 +142,7 @@ class PromptBuilder:
         """The step's messages for one agent. `shared`: a dict the caller keeps for one step's agents
         (same context, task, handoff, history, peers), so the user message is rendered once for all."""
         source = template or self.default_template()
-        if source is self.default_template() or source == self.default_template():
+        if source == self.default_template():
             messages = self._render_default(role, plan, context, task, handoff, history, peers, shared)
             if messages is not None:
                 return messages
@@ -157,21 +157,17 @@ class PromptBuilder:
             "history": list(history),
             "task": task if not peers else f"{task}\n{peers}",
         }
-        try:  # what Template.render does, with the globals already merged
-            text = "".join(compiled.root_render_func(compiled.new_context(variables, shared=True)))
-        except Exception:
-            self.env.handle_exception()
-        system, sep, user = text.partition(USER_MARKER)
+        system, sep, user = self._run(compiled, variables).partition(USER_MARKER)
         # trusted: the roles are literals and the contents strings we just rendered.
         if not sep:
             return [trusted(Message, role="user", content=system.strip(), name=None)]
         system = system.strip()
-        shared = self._system_texts.get(system)
-        if shared is None:
+        interned = self._system_texts.get(system)
+        if interned is None:
             if len(self._system_texts) >= 4096:
                 self._system_texts.clear()
-            shared = self._system_texts[system] = system
-        return [trusted(Message, role="system", content=shared, name=None),
+            interned = self._system_texts[system] = system
+        return [trusted(Message, role="system", content=interned, name=None),
                 trusted(Message, role="user", content=user.strip(), name=None)]
 
     def _render_default(self, role: str, plan: PromptPlan, context: Sequence[object], task: str,
