@@ -225,10 +225,7 @@ def vote(
     for i, key in enumerate(normalised):
         clusters.setdefault(key, []).append(i)
     total = float(cap.sum())
-    if len(clusters) == 1:  # one answer: its support is the total (the same sum, in the same order)
-        support = {key: total for key in clusters}
-    else:
-        support = {key: float(cap[idx].sum()) for key, idx in clusters.items()}
+    support = {key: float(cap[idx].sum()) for key, idx in clusters.items()}
     candidates = [key for key in clusters if key] or list(clusters)
     top = max(support[key] for key in candidates)
     tied = [key for key in candidates if math.isclose(support[key], top, rel_tol=1e-12, abs_tol=1e-12)]
@@ -238,7 +235,7 @@ def vote(
         # max() keeps the first maximum, and clusters are in first-appearance order: lowest index wins.
         value = max(tied, key=lambda key: float(closeness[clusters[key]].mean()))
     members = clusters[value]
-    winner = members[int(np.argmax(cap[members] if len(members) < len(values) else cap))]
+    winner = members[int(np.argmax(cap[members]))]
     return trusted(
         VoteResult,
         winner=winner,
@@ -290,27 +287,6 @@ def _decide(
     return 0, lead, tally.get(lead, 0.0) if lead is not None else 0.0
 
 
-async def _first_completed(
-    loop: asyncio.AbstractEventLoop, pending: set[asyncio.Future[T]]
-) -> tuple[set[asyncio.Future[T]], set[asyncio.Future[T]]]:
-    """`asyncio.wait(pending, return_when=FIRST_COMPLETED)`, minus its generality (one waiter, no timeout)."""
-    waiter = loop.create_future()
-
-    def wake(_: asyncio.Future[T]) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    for task in pending:
-        task.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        for task in pending:
-            task.remove_done_callback(wake)
-    done = {task for task in pending if task.done()}
-    return done, pending - done
-
-
 async def fan_out(
     calls: Sequence[Callable[[], Awaitable[T]]],
     *,
@@ -353,7 +329,7 @@ async def fan_out(
     prefix, lead, lead_weight = 0, None, 0.0
     try:
         while pending and not prefix:
-            done, pending = await _first_completed(loop, pending)
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(done, key=index.__getitem__):
                 i = index[task]
                 if task.cancelled():
