@@ -83,10 +83,12 @@ class CapabilityMatrix:
             self.failures += failures
 
 
-def _row_norms(x: np.ndarray) -> np.ndarray:
-    """`np.linalg.norm(x, axis=1, keepdims=True)` for a real matrix, the same arithmetic without the
-    wrapper's overhead (a few microseconds on every turn)."""
-    return np.sqrt(np.add.reduce(x * x, axis=1, keepdims=True))
+def _toward(rows: np.ndarray, vector: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rows moved toward `vector` and renormalised (a zero result stays zero), and their norms.
+    The norm is `np.linalg.norm(x, axis=1, keepdims=True)`'s arithmetic without its wrapper's overhead."""
+    moved = (1.0 - rate) * rows + rate * vector
+    norms = np.sqrt(np.add.reduce(moved * moved, axis=1, keepdims=True))
+    return moved / np.where(norms > 0, norms, 1.0), norms
 
 
 class AgentContexts:
@@ -148,9 +150,7 @@ class AgentContexts:
             return
         idx = np.asarray(agents, dtype=np.int64)
         if self.agents is None:
-            moved = (1.0 - rate) * self.rows[idx] + rate * vector
-            norms = _row_norms(moved)
-            self.rows[idx] = moved / np.where(norms > 0, norms, 1.0)
+            self.rows[idx] = _toward(self.rows[idx], vector, rate)[0]
             return
         idx = np.unique(idx)
         pos = np.searchsorted(self.agents, idx)
@@ -158,9 +158,7 @@ class AgentContexts:
         present[present] = self.agents[pos[present]] == idx[present]
         current = np.zeros((len(idx), self.dim), dtype=self.rows.dtype)
         current[present] = self.rows[pos[present]]
-        moved = (1.0 - rate) * current + rate * vector
-        norms = _row_norms(moved)
-        moved = moved / np.where(norms > 0, norms, 1.0)
+        moved, norms = _toward(current, vector, rate)
         self.rows[pos[present]] = moved[present]
         new = ~present & (norms[:, 0] > 0)  # only nonzero rows are stored
         if new.any():
