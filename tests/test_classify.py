@@ -11,6 +11,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rapo.bench.generator import generate
 from rapo.classify import DEFAULT_PROTOTYPES, RequirementClassifier
 from rapo.embed import HashingEmbedder
 from rapo.types import DEFAULT_REASONING_TYPES, RapoError
@@ -92,3 +93,20 @@ def test_custom_types_and_prototypes() -> None:
         RequirementClassifier(HashingEmbedder(), prototypes={"poetry": ["a poem"]})
     with pytest.raises(RapoError, match="temperature"):
         RequirementClassifier(HashingEmbedder(), temperature=0)
+
+
+def _cue_scores_by_plain_regex(clf: RequirementClassifier, text: str) -> list[float]:
+    """What the cue scores are by definition: every case-insensitive cue run on the text as written."""
+    return [sum(w for rx, w in cues if rx.search(text)) for cues in clf._cues]
+
+
+_BENCH_TEXTS = [t for c in generate(40, seed=4) for t in c.user_texts()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.sampled_from(_BENCH_TEXTS),
+                 st.text(alphabet="abcdefghilmnoprstuwxyz ABCDTW?.,0123456789'%$-", max_size=80),
+                 st.text(max_size=40)))
+def test_fast_cue_scoring_equals_running_every_cue_on_the_text(text: str) -> None:
+    # ASCII text takes the lowercase, prefiltered path; it must score exactly as the plain regexes do.
+    assert CLF._cue_scores([text])[0].tolist() == _cue_scores_by_plain_regex(CLF, text)
