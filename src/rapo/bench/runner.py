@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from rapo.bench.metrics import FIELDS, TurnScore, as_rows, bootstrap_index, ratios, score_turn, summarise
 from rapo.bench.systems import ABLATIONS, Handoff, Oracle, Rapo, RoundRobin, TimedBackend
+from rapo.checkpoint import counts_snapshot
 from rapo.executor import Executor, Job, make_executor
 from rapo.team import TeamSpec, bench_team, load_team
 from rapo.types import RapoError
@@ -199,16 +200,19 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
             session.restore(running["session"])
             out = [TurnScore(*row) for row in running["rows"]]
         texts = conv.user_texts()
+        learned = None  # what a shard's conversation taught the team, once it is finished
         for i in range(len(out), len(texts)):
             outcome = await session.step(texts[i])
             out.append(score_turn(system_name, conv, i, outcome))
             last = i == len(texts) - 1
-            if ckpt is not None:
-                extra = shard.checkpoint() if shard is not None and last else None
+            if shard is not None and last:
+                learned = shard.delta()
+            if ckpt is not None:  # a finished conversation keeps its delta, from which the hub is rebuilt
+                extra = None if learned is None else {"delta": counts_snapshot(*learned)}
                 ckpt.save(conv.id, out, session, team_state(), done=last, extra=extra)
         tick()
         if shard is not None:
-            shard.done(conv.id, shard.delta())
+            shard.done(conv.id, learned)
         return out
 
     try:

@@ -88,13 +88,6 @@ class HubLink:
         s, f = self.matrix.counts()
         return s - self.base[0], f - self.base[1]
 
-    def checkpoint(self) -> dict[str, Any] | None:
-        """What a finished conversation's checkpoint keeps so a resumed run can rebuild the hub."""
-        from rapo.checkpoint import counts_snapshot
-
-        d = self.delta()
-        return None if d is None else {"delta": counts_snapshot(*d)}
-
     def done(self, conv_id: str, delta: Counts | None) -> None:
         if self.matrix is not None and delta is not None:
             self._take(self.call("add", self.key, conv_id, delta))
