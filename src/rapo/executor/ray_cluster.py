@@ -187,18 +187,8 @@ def _in_order(layout: list[list[int]], got: dict[int, list["TurnScore"]]) -> lis
 
 def _merge_faults(out: Any, parts: Any) -> None:
     """Shards' fault-injection counts, summed (a job's figure is its shards' total)."""
-    stats = [getattr(p, "faults", None) for p in parts]
-    if not any(stats) or not hasattr(out, "faults"):
-        return
-    merged: dict[str, Any] = {}
-    for st in filter(None, stats):
-        for k, v in st.items():
-            if isinstance(v, dict):
-                inner = merged.setdefault(k, {})
-                for kk, vv in v.items():
-                    inner[kk] = inner.get(kk, 0) + vv
-            elif isinstance(v, (int, float)):
-                merged[k] = merged.get(k, 0) + v
-            else:
-                merged.setdefault(k, v)
-    out.faults = merged
+    from rapo.bench.faults import total
+
+    stats = [st for st in (getattr(p, "faults", None) for p in parts) if st]
+    if stats and hasattr(out, "faults"):
+        out.faults = total(stats)
