@@ -18,10 +18,10 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = 2, *, soft_wrap: bool = False) -> None:
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}")  # "pip install 'rapo[ray]'" stays as written
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=soft_wrap)  # "rapo[ray]" stays as written
     raise typer.Exit(code)
 
 
@@ -179,8 +179,6 @@ def bench(
 
 def _stopped(err: RapoError, store: str | None, run_id: str | None) -> None:
     """No agent's endpoint could answer: say why, what is kept and how to go on, and exit 1."""
-    from rich.markup import escape
-
     if store and run_id:
         done, partial = _saved_progress(store, run_id)
         after = (f"Run {run_id!r} stopped; every finished transition is saved in {mask_url(store)} ({done} conversation(s) "
@@ -189,8 +187,7 @@ def _stopped(err: RapoError, store: str | None, run_id: str | None) -> None:
     else:
         after = ("The run stopped and nothing was saved (no --store). Start it with --store sqlite:///bench.db "
                  "to checkpoint every transition, so that `rapo resume` can finish a run an endpoint cut short.")
-    err_console.print(f"[bold red]error:[/] {escape(str(err))}\n{escape(after)}", soft_wrap=True)
-    raise typer.Exit(1)
+    fail(f"{err}\n{after}", 1, soft_wrap=True)  # unwrapped: the resume command stays on one line
 
 
 def _saved_progress(store: str, run_id: str) -> tuple[int, int]:
