@@ -18,17 +18,13 @@ from rapo.types import Embedder, RapoError
 __all__ = ["Memory"]
 
 _ORIGINS = ("user", "agent", "observed", "api")
-_SPACE = re.compile(r"\s+")
-
-
-def _norm(text: str) -> str:
-    return _SPACE.sub(" ", text.lower()).strip(" .!?;,")
+_WORDS = re.compile(r"[a-z0-9]+")
 
 
 class Memory:
     """Passages (verbatim, indexed as they arrive) and the ledger (what is current)."""
 
-    def __init__(self, embedder: Embedder, *, max_passage_tokens: int = 48) -> None:
+    def __init__(self, embedder: Embedder, *, max_passage_tokens: int = 24) -> None:
         self.embedder = embedder
         self.ledger = Ledger(embedder)
         self.passages: list[Passage] = []
@@ -40,6 +36,9 @@ class Memory:
         self._of_fact: dict[int, int] = {}  # fact id -> the passage it was read from
         self._by_turn: dict[int, list[int]] = {}
         self._antecedent: Statement | None = None  # the last thing a user turn named, for "it"
+        self._speakers: dict[str, int] = {}  # lowercased speaker name -> its code
+        self._speaker = np.zeros(0, dtype=np.int32)  # per passage: its speaker's code + 1 (0: none)
+        self._question = np.zeros(0, dtype=bool)  # per passage: does it ask rather than state?
 
     # --- adding ------------------------------------------------------------------------------
 
@@ -97,8 +96,12 @@ class Memory:
             grow = max(8, n + n // 2)
             self._turn = np.concatenate([self._turn, np.zeros(grow - self._turn.shape[0], np.int64)])
             self._origin = np.concatenate([self._origin, np.zeros(grow - self._origin.shape[0], np.int8)])
+            self._speaker = np.concatenate([self._speaker, np.zeros(grow - self._speaker.shape[0], np.int32)])
+            self._question = np.concatenate([self._question, np.zeros(grow - self._question.shape[0], bool)])
         self._turn[start:n] = turn
         self._origin[start:n] = _ORIGINS.index(origin)
+        self._speaker[start:n] = self._speaker_code(speaker)
+        self._question[start:n] = [t.rstrip().endswith("?") for t in pieces]
         # the speaker's name is part of what a passage says: "what did Tom decide?" finds Tom's lines
         labelled = [f"{speaker}: {t}" if speaker else t for t in pieces]
         self.lexical.add(labelled)
@@ -109,19 +112,38 @@ class Memory:
         """Which passage each fact was read from, and how much of that passage the facts quote."""
         if not passages:
             return
-        normed = [_norm(p.text) for p in passages]
+        words = [set(_WORDS.findall(p.text.lower())) for p in passages]
         for st, fact in zip(statements, facts):
-            quote = _norm(st.text)
-            core = _norm(st.text.split(":", 1)[-1]) if ":" in st.text else quote
-            for p, text in zip(passages, normed):
-                if quote in text or core in text or text in quote:
-                    if fact.id not in p.covered_by:
-                        p.covered_by.append(fact.id)
-                        p.coverage = min(1.0, p.coverage + count_tokens(st.text) / max(p.tokens, 1))
-                    self._of_fact.setdefault(fact.id, p.id)
-                    break
+            quote = set(_WORDS.findall(st.text.lower()))
+            if not quote:
+                continue
+            for p, have in zip(passages, words):
+                shared = len(quote & have)
+                if not have or shared < 0.5 * len(have):
+                    continue  # the fact's clause is not (mostly) in this passage
+                if fact.id not in p.covered_by:
+                    p.covered_by.append(fact.id)
+                p.coverage = min(1.0, p.coverage + shared / len(have))
+                self._of_fact.setdefault(fact.id, p.id)
+
+    def _speaker_code(self, speaker: str | None) -> int:
+        if not speaker:
+            return 0
+        return self._speakers.setdefault(speaker.lower(), len(self._speakers)) + 1
 
     # --- reading -----------------------------------------------------------------------------
+
+    def speakers_named(self, query: str) -> set[int]:
+        """Codes of the speakers whose name the query uses ("What did Tom decide?")."""
+        if not self._speakers:
+            return set()
+        words = set(re.findall(r"[a-z][a-z'-]*", query.lower()))
+        words |= {w[:-2] for w in words if w.endswith("'s")}
+        return {code + 1 for name, code in self._speakers.items() if name in words or
+                (" " in name and name in query.lower())}
+
+    def speaker_mask(self, codes: set[int]) -> np.ndarray:
+        return np.isin(self._speaker[: len(self.passages)], list(codes))
 
     def passage_of_fact(self, fact_id: int) -> Passage | None:
         pid = self._of_fact.get(fact_id)
@@ -155,8 +177,11 @@ class Memory:
         return [self.passages[i] for t in sorted(seen) for i in self._by_turn[t]
                 if self.passages[i].origin not in excluded]
 
-    def rank(self, query: str, cfg: SelectionConfig) -> tuple[np.ndarray, np.ndarray]:
-        return rank_passages(self, query, cfg)
+    def rank(self, query: str, cfg: SelectionConfig, *, now_turn: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        return rank_passages(self, query, cfg, now_turn=now_turn)
+
+    def question_mask(self) -> np.ndarray:
+        return self._question[: len(self.passages)]
 
     def select(self, query: str, cfg: SelectionConfig | None = None, *, now_turn: int | None = None) -> list[ContextItem]:
         """The context a step with this text gets (see `rapo.memory.selection`)."""
@@ -188,6 +213,8 @@ class Memory:
         n = len(mem.passages)
         mem._turn = np.array([p.turn for p in mem.passages], dtype=np.int64)
         mem._origin = np.array([_ORIGINS.index(p.origin) for p in mem.passages], dtype=np.int8)
+        mem._speaker = np.array([mem._speaker_code(p.speaker) for p in mem.passages], dtype=np.int32)
+        mem._question = np.array([p.text.rstrip().endswith("?") for p in mem.passages], dtype=bool)
         labelled = [f"{p.speaker}: {p.text}" if p.speaker else p.text for p in mem.passages]
         if n:
             mem.lexical.add(labelled)

@@ -15,6 +15,7 @@ __all__ = ["Passage", "split_passages", "split_speakers"]
 
 _SENTENCE = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#])|\n+")
 _WORD_BREAK = re.compile(r"\S+")
+_CLAUSE_BREAK = re.compile(r"(?<=[;:])\s+|(?<=,)\s+(?=(?:and|but|so|while|which|because|please|then)\b)|\s+(?=(?:and|but)\s)")
 # "Tom: text" at the start of a line: a pasted chat log's speaker label (a name of one to three
 # capitalised words, or an e-mail style "From" line is left as text).
 _SPEAKER_LINE = re.compile(r"^\s*(?P<name>[A-Z][\w.'-]{0,30}(?: [A-Z][\w.'-]{0,30}){0,2})\s*:\s+(?P<text>\S.*)$")
@@ -62,9 +63,27 @@ def split_speakers(text: str) -> list[tuple[str | None, str]]:
     return pieces
 
 
-def split_passages(text: str, max_tokens: int = 48) -> list[str]:
-    """Sentences, with a sentence longer than `max_tokens` cut into word windows of that size, so
-    one long turn cannot fill a prompt's budget alone and each passage is scored on its own words."""
+def _windows(text: str, max_tokens: int) -> list[str]:
+    words = _WORD_BREAK.findall(text)
+    out: list[str] = []
+    chunk: list[str] = []
+    used = 0
+    for w in words:
+        cost = count_tokens(w)
+        if chunk and used + cost > max_tokens:
+            out.append(" ".join(chunk))
+            chunk, used = [], 0
+        chunk.append(w)
+        used += cost
+    if chunk:
+        out.append(" ".join(chunk))
+    return out
+
+
+def split_passages(text: str, max_tokens: int = 24) -> list[str]:
+    """Sentences; a sentence longer than `max_tokens` is cut at its clauses (";", ", and", ...) and
+    a clause still too long into word windows, so one long turn cannot fill a prompt's budget alone
+    and each passage is scored on its own words."""
     out: list[str] = []
     for sentence in _SENTENCE.split(text):
         sentence = sentence.strip()
@@ -73,16 +92,22 @@ def split_passages(text: str, max_tokens: int = 48) -> list[str]:
         if count_tokens(sentence) <= max_tokens:
             out.append(sentence)
             continue
-        words = _WORD_BREAK.findall(sentence)
-        chunk: list[str] = []
-        used = 0
-        for w in words:
-            cost = count_tokens(w)
-            if chunk and used + cost > max_tokens:
-                out.append(" ".join(chunk))
-                chunk, used = [], 0
-            chunk.append(w)
-            used += cost
+        chunk = ""
+        for clause in _CLAUSE_BREAK.split(sentence):
+            if not clause.strip():
+                continue
+            joined = f"{chunk} {clause}".strip()
+            if count_tokens(joined) <= max_tokens:
+                chunk = joined
+                continue
+            if chunk:
+                out.append(chunk)
+            if count_tokens(clause) <= max_tokens:
+                chunk = clause.strip()
+            else:
+                out += _windows(clause, max_tokens)
+                chunk = ""
         if chunk:
-            out.append(" ".join(chunk))
+            out.append(chunk)
     return out
+

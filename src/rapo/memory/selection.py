@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from rapo.memory.index import analyse, fuse
 from rapo.tokens import count_tokens
 from rapo.types import RapoError, trusted
 
@@ -48,12 +49,19 @@ class ContextItem(BaseModel):
 class SelectionConfig:
     budget_tokens: int = 1000
     k_retrieved: int = 64  # retrieved items at most, beyond the named facts and the recent turn
+    # When the ledger's named facts already hold this share of the query's terms, the ledger has
+    # understood the question: retrieval then adds only `k_answered` items, not the whole budget.
+    answered_share: float = 0.8
+    k_answered: int = 6
     recent_turns: int = 1
     min_relevance: float = 0.0  # a passage's lexical score as a share of the best, below which it is left out
     neighbour_weight: float = 0.5
+    per_turn: int = 1  # retrieved passages of one turn at most: the budget is spread over more turns
+    speaker_boost: float = 1.3  # a passage by a speaker the query names ranks this much higher
+    question_weight: float = 0.5  # a question states nothing: it ranks below statements that match as well
     covered: float = 0.6  # a passage whose facts quote this share of it is shown as its facts
     lexical_weight: float = 1.0
-    embedding_weight: float = 1.0
+    embedding_weight: float = 0.25
     exclude_origin: frozenset[str] = frozenset({"agent"})
 
 
@@ -131,17 +139,24 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
     pick = _Picker(cfg.budget_tokens)
     for s in memory.ledger.select(query, budget_tokens=0, k_relevant=0, exclude_origin=set(cfg.exclude_origin)):
         pick.take(_fact_item(s.fact, s.reason, s.score, memory), force=True)
+    k_retrieved = cfg.k_retrieved
+    if pick.items and cfg.answered_share <= 1.0:
+        terms = set(analyse(query))
+        held = set(analyse(" ".join(i.text for i in pick.items)))
+        if terms and len(terms & held) >= cfg.answered_share * len(terms):
+            k_retrieved = min(k_retrieved, cfg.k_answered)
 
     for p in memory.recent_passages(cfg.recent_turns, before_turn=now_turn, exclude_origin=cfg.exclude_origin):
         for item in _passage_items(p, memory, "recent", 0.0, cfg):
             pick.take(item)
 
-    if cfg.k_retrieved > 0 and len(memory.passages):
-        ranked, scores = memory.rank(query, cfg)
+    if k_retrieved > 0 and len(memory.passages):
+        ranked, scores = memory.rank(query, cfg, now_turn=now_turn)
         taken = 0
+        per_turn: dict[int, int] = {}
         for pid, score in zip(ranked.tolist(), scores.tolist()):
             p = memory.passages[pid]
-            if p.id in pick.passages:
+            if p.id in pick.passages or per_turn.get(p.turn, 0) >= cfg.per_turn:
                 continue
             items = _passage_items(p, memory, "retrieved", score, cfg)
             fresh = [i for i in items if i.fact_id not in pick.facts or i.fact_id is None]
@@ -151,15 +166,17 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
                 if pick.used >= pick.budget - 4:
                     break
                 continue
+            per_turn[p.turn] = per_turn.get(p.turn, 0) + 1
             taken += 1
-            if taken >= cfg.k_retrieved:
+            if taken >= k_retrieved:
                 break
 
     return sorted(pick.items, key=lambda i: (i.turn, i.passage_id if i.passage_id is not None else -1,
                                              i.fact_id if i.fact_id is not None else -1))
 
 
-def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig) -> tuple[np.ndarray, np.ndarray]:
+def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_turn: int | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Passages (numbers, best first) and their fused scores, the allowed origins only."""
     n = len(memory.passages)
     lexical = memory.lexical.scores(query)
@@ -175,12 +192,13 @@ def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig) -> tuple[n
         beside[:-1] += best[1:]
         lexical = lexical + cfg.neighbour_weight * 0.5 * beside[pos]
     allowed = memory.allowed_mask(cfg.exclude_origin)
+    if now_turn is not None:
+        allowed &= turn_of < now_turn  # the step's own text is its task, not its context
     if cfg.min_relevance > 0 and lexical.size:
         top = float(lexical[allowed].max()) if allowed.any() else 0.0
         allowed &= lexical >= cfg.min_relevance * top
     rankings: list[np.ndarray] = []
     weights: list[float] = []
-    from rapo.memory.index import fuse
 
     lex = np.where(allowed, lexical, 0.0)
     order = np.flatnonzero(lex > 0)
@@ -192,6 +210,11 @@ def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig) -> tuple[n
         rankings.append(order[np.lexsort((order, -emb[order]))])
         weights.append(cfg.embedding_weight)
     fused = fuse(rankings, n, weights)
+    fused = fused * np.where(memory.question_mask(), cfg.question_weight, 1.0)
+    if cfg.speaker_boost != 1.0:
+        named = memory.speakers_named(query)
+        if named:
+            fused = fused * np.where(memory.speaker_mask(named), cfg.speaker_boost, 1.0)
     order = np.flatnonzero(fused > 0)
     order = order[np.lexsort((order, -fused[order]))]
     return order, fused[order]
