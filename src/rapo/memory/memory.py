@@ -19,6 +19,7 @@ __all__ = ["Memory"]
 
 _ORIGINS = ("user", "agent", "observed", "api")
 _WORDS = re.compile(r"[a-z0-9]+")
+_PRONOUN = re.compile(r"(?i)\b(?:it|its|this|that|they|these|those|same)\b")
 
 
 class Memory:
@@ -39,6 +40,7 @@ class Memory:
         self._speakers: dict[str, int] = {}  # lowercased speaker name -> its code
         self._speaker = np.zeros(0, dtype=np.int32)  # per passage: its speaker's code + 1 (0: none)
         self._question = np.zeros(0, dtype=bool)  # per passage: does it ask rather than state?
+        self._segments: tuple[np.ndarray, np.ndarray] | None = None
 
     # --- adding ------------------------------------------------------------------------------
 
@@ -63,7 +65,8 @@ class Memory:
         added: list[Passage] = []
         for who, piece in split_speakers(text):
             who = who or speaker
-            statements = extract_statements(piece, antecedent=self._antecedent) if extract else []
+            ante = self._antecedent if origin != "agent" and _PRONOUN.search(piece) else None  # keeps the cache hot
+            statements = extract_statements(piece, antecedent=ante) if extract else []
             if extra_statements:
                 keys = {s.key for s in statements}
                 statements = statements + [s for s in extra_statements if s.key not in keys]
@@ -148,6 +151,16 @@ class Memory:
     def passage_of_fact(self, fact_id: int) -> Passage | None:
         pid = self._of_fact.get(fact_id)
         return None if pid is None else self.passages[pid]
+
+    def turn_segments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each turn's run of passages starts, and each passage's run number (passages arrive
+        in turn order, so a turn's passages are contiguous)."""
+        n = len(self.passages)
+        if self._segments is None or self._segments[1].size != n:
+            turns = self._turn[:n]
+            starts = np.flatnonzero(np.r_[True, turns[1:] != turns[:-1]]) if n else np.zeros(0, np.int64)
+            self._segments = (starts, np.cumsum(np.r_[True, turns[1:] != turns[:-1]]) - 1 if n else starts)
+        return self._segments
 
     def turn_array(self) -> np.ndarray:
         return self._turn[: len(self.passages)]

@@ -111,15 +111,17 @@ class _Picker:
         return True
 
 
-def _passage_items(p: "Passage", memory: "Memory", reason: Reason, score: float, cfg: SelectionConfig) -> list[ContextItem]:
-    """A passage as the prompt should see it: as its current facts when the ledger read it whole;
-    as said otherwise, with the correction of any value it states that was superseded since."""
+def _passage_items(p: "Passage", memory: "Memory", reason: Reason, score: float, cfg: SelectionConfig,
+                   skip: set[int] | frozenset[int] = frozenset()) -> list[ContextItem]:
+    """A passage as the prompt should see it: as its current facts (those not in `skip`) when the
+    ledger read it whole; as said otherwise, with the correction of any value it states that was
+    superseded since."""
     ledger = memory.ledger
     if p.covered_by and p.coverage >= cfg.covered:
         out = []
         for fid in p.covered_by:
             current = ledger.current_of(fid)
-            if current is not None and current.origin not in cfg.exclude_origin:
+            if current is not None and current.id not in skip and current.origin not in cfg.exclude_origin:
                 out.append(_fact_item(current, reason if reason != "retrieved" else "relevant", score, memory))
         return out
     text = p.text
@@ -158,8 +160,7 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
             p = memory.passages[pid]
             if p.id in pick.passages or per_turn.get(p.turn, 0) >= cfg.per_turn:
                 continue
-            items = _passage_items(p, memory, "retrieved", score, cfg)
-            fresh = [i for i in items if i.fact_id not in pick.facts or i.fact_id is None]
+            fresh = _passage_items(p, memory, "retrieved", score, cfg, pick.facts)
             if not fresh:
                 continue
             if not all(pick.take(i) for i in fresh):
@@ -182,15 +183,13 @@ def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tur
     lexical = memory.lexical.scores(query)
     turn_of = memory.turn_array()
     if cfg.neighbour_weight > 0 and n:
-        # the best score of each turn, shared with the turns beside it
-        turns = np.unique(turn_of)
-        best = np.zeros(turns.size)
-        pos = np.searchsorted(turns, turn_of)
-        np.maximum.at(best, pos, lexical)
-        beside = np.zeros(turns.size)
+        # the best score of each turn (a turn's passages are contiguous), shared with the turns beside it
+        starts, seg = memory.turn_segments()
+        best = np.maximum.reduceat(lexical, starts)
+        beside = np.zeros(best.size)
         beside[1:] += best[:-1]
         beside[:-1] += best[1:]
-        lexical = lexical + cfg.neighbour_weight * 0.5 * beside[pos]
+        lexical = lexical + cfg.neighbour_weight * 0.5 * beside[seg]
     allowed = memory.allowed_mask(cfg.exclude_origin)
     if now_turn is not None:
         allowed &= turn_of < now_turn  # the step's own text is its task, not its context
