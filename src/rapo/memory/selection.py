@@ -56,6 +56,7 @@ class SelectionConfig:
     recent_turns: int = 1
     min_relevance: float = 0.0  # a passage's lexical score as a share of the best, below which it is left out
     neighbour_weight: float = 0.5
+    exchange_weight: float = 0.5  # how much a passage's score adds of its exchange's (it and the turn before)
     per_turn: int = 1  # retrieved passages of one turn at most: the budget is spread over more turns
     speaker_boost: float = 1.3  # a passage by a speaker the query names ranks this much higher
     question_weight: float = 0.5  # a question states nothing: it ranks below statements that match as well
@@ -182,6 +183,10 @@ def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tur
     n = len(memory.passages)
     lexical = memory.lexical.scores(query)
     turn_of = memory.turn_array()
+    if cfg.exchange_weight > 0 and n and len(memory.exchanges):
+        exch = memory.exchange_array()
+        per_doc = memory.exchanges.scores(query)
+        lexical = lexical + cfg.exchange_weight * np.where(exch >= 0, per_doc[np.maximum(exch, 0)], 0.0)
     if cfg.neighbour_weight > 0 and n:
         # the best score of each turn (a turn's passages are contiguous), shared with the turns beside it
         starts, seg = memory.turn_segments()
