@@ -147,6 +147,8 @@ class _Table:
         self.loss = add(((r.loss or False) * 1.0 for r in records), q)
         self.rouge = add(((r.rouge or 0.0) for r in records), q)
         self.latency = add(r.lat for r in records)
+        self.q_latency = add((r.lat for r in records), q)
+        self.q_calls = add((r.calls for r in records), q)
         self.ptok = add(r.ptok for r in records)
         self.otok = add(r.otok for r in records)
         self.calls = add(r.calls for r in records)
@@ -172,6 +174,11 @@ class _Table:
             "rouge_l": s(self.rouge) / qs,
             "latency_mean_s": m(self.latency),
             "latency_turn_mean_s": s(self.latency) / turns,
+            # question turns only: statement turns may cost no call (rapo's default), so this is the
+            # like-for-like figure; per conversation (the sum) and per question
+            "latency_question_turns_mean_s": m(self.q_latency),
+            "latency_per_question_s": s(self.q_latency) / qs,
+            "calls_per_question": s(self.q_calls) / qs,
             "prompt_tokens_per_turn": s(self.ptok) / turns,
             "output_tokens_per_turn": s(self.otok) / turns,
             "calls_per_turn": s(self.calls) / turns,
@@ -222,6 +229,10 @@ def summarise(records: Sequence[TurnScore], boot: np.ndarray) -> dict[str, Any]:
     return out
 
 
+COMPARED = ("handoff", "handoff-vote", "round-robin", "round-robin-vote", "oracle", "oracle-vote")
+"""The systems rapo's ratios are computed against, when they ran on the same conversations."""
+
+
 def ratios(by_system: dict[str, Sequence[TurnScore]], boot: np.ndarray, subject: str = "rapo") -> dict[str, Any]:
     """The paper's headline ratios, with paired bootstrap intervals (same resampled conversations)."""
     if subject not in by_system:
@@ -229,12 +240,15 @@ def ratios(by_system: dict[str, Sequence[TurnScore]], boot: np.ndarray, subject:
     tables = {name: _Table(recs) for name, recs in by_system.items()}
     base = tables[subject]
     out: dict[str, Any] = {}
-    for other, key in (("handoff", "handoff"), ("round-robin", "round_robin"), ("oracle", "oracle")):
+    for other in COMPARED:
+        key = other.replace("-", "_")
         if other not in tables or tables[other].ids != base.ids:
             continue
         ta = tables[other]
         for metric, name, f in (
             ("latency_mean_s", f"latency_reduction_vs_{key}", lambda a, b: 1.0 - a / b),
+            ("latency_question_turns_mean_s", f"question_latency_reduction_vs_{key}", lambda a, b: 1.0 - a / b),
+            ("calls_per_question", f"calls_per_question_vs_{key}", lambda a, b: a / b),
             ("rouge_l", f"rouge_l_gain_vs_{key}", lambda a, b: a / b - 1.0),
             ("success_rate", f"success_gain_vs_{key}", lambda a, b: a - b),
         ):

@@ -23,9 +23,10 @@ from rapo.executor import Executor, Job, make_executor
 from rapo.team import TeamSpec, bench_team, load_team
 from rapo.types import RapoError
 
-BASELINES = ["round-robin", "handoff"]
-ALL_SYSTEMS = [*BASELINES, *ABLATIONS, "oracle"]
-SENSITIVITY_SYSTEMS = ["round-robin", "handoff", "rapo", "oracle"]
+BASELINES = ["round-robin", "round-robin-vote", "handoff", "handoff-vote"]
+ORACLES = ["oracle", "oracle-vote"]
+ALL_SYSTEMS = [*BASELINES, *ABLATIONS, *ORACLES]
+SENSITIVITY_SYSTEMS = ["round-robin", "handoff", "handoff-vote", "rapo", "oracle", "oracle-vote"]
 PAPER = {"latency_reduction": 0.42, "rouge_l_gain": 0.23, "success_rate": 0.89}
 
 
@@ -115,12 +116,12 @@ def _skill_table(profile: str, seed: int) -> Callable[[str, str], float]:
 
 
 def make_system(name: str, team: TeamSpec, backend: TimedBackend, cfg: BenchConfig, profile: str) -> Any:
-    if name == "round-robin":
-        return RoundRobin(team, backend)
-    if name == "handoff":
-        return Handoff(team, backend)
-    if name == "oracle":
-        return Oracle(team, backend, _skill_table(profile, cfg.seed))
+    if name in ("round-robin", "round-robin-vote"):
+        return RoundRobin(team, backend, vote=name.endswith("-vote"))
+    if name in ("handoff", "handoff-vote"):
+        return Handoff(team, backend, vote=name.endswith("-vote"))
+    if name in ORACLES:
+        return Oracle(team, backend, _skill_table(profile, cfg.seed), vote=name.endswith("-vote"))
     from rapo.bench.peers.common import PEER_NAMES, FakeModel, FakeModelConfig, make_peer
 
     if name in PEER_NAMES:  # the framework's own runner, its chat model wrapping the same simulated model
@@ -193,7 +194,7 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
             return finished[conv.id]
         if shard is not None:
             shard.begin()
-        session = system.session(conv.id, truth=conv if system_name == "oracle" else None)
+        session = system.session(conv.id, truth=conv if system_name in ORACLES else None)
         out: list[TurnScore] = []
         running = ckpt.running(conv.id) if ckpt else None
         if running is not None:
@@ -251,8 +252,8 @@ def conversations(cfg: BenchConfig) -> list[Any]:
 
 # Rough relative CPU per conversation, measured on the default profile (rapo's first job also fills
 # the process's caches): longest jobs first, so the workers finish together.
-_COST = {"round-robin": 1.0, "handoff": 1.5, "oracle": 0.5, "rapo": 4.4, "rapo-no-context-vectors": 4.0,
-         "rapo-no-consensus": 3.0}
+_COST = {"round-robin": 1.0, "round-robin-vote": 1.6, "handoff": 1.5, "handoff-vote": 2.2, "oracle": 0.5,
+         "oracle-vote": 0.8, "rapo": 4.4, "rapo-no-context-vectors": 4.0, "rapo-no-consensus": 3.0}
 
 
 def plan_jobs(cfg: BenchConfig) -> list[Job]:
@@ -315,7 +316,8 @@ def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], 
         sensitivity[prof] = {
             "systems": {s: {k: v for k, v in summarise(recs, b).items()
                             if k in ("success_rate", "context_loss_rate", "accuracy", "rouge_l", "latency_mean_s",
-                                     "prompt_tokens_per_turn", "calls_per_turn")}
+                                     "latency_question_turns_mean_s", "prompt_tokens_per_turn", "calls_per_turn",
+                                     "calls_per_question")}
                         for s, recs in per.items()},
             "ratios": ratios(per, b),
         }
