@@ -64,6 +64,10 @@ class SimProfile(BaseModel):
     route_err_base: chance a routing decision picks a wrong agent on a short prompt.
     route_err_per_1k: added routing error per 1,000 prompt tokens past the knee.
     route_err_max: cap on the routing error.
+    error_correlation: the chance that an agent's reasoning slip is drawn from a draw shared by every
+        agent that reads the same question over the same facts, rather than from its own: then agents
+        err on the same questions and give the same wrong value, as real models given the same
+        prompt do. 0 keeps every agent's errors independent.
     """
 
     name: str
@@ -79,6 +83,7 @@ class SimProfile(BaseModel):
     route_err_base: float = Field(0.02, ge=0, le=1)
     route_err_per_1k: float = Field(0.03, ge=0)
     route_err_max: float = Field(0.4, ge=0, le=1)
+    error_correlation: float = Field(0.0, ge=0, le=1)
 
     def recall(self, prompt_tokens: int, positions: np.ndarray) -> np.ndarray:
         """Probability of recalling a present fact at relative positions ``positions`` (0..1)."""
@@ -123,6 +128,9 @@ PROFILES: dict[str, SimProfile] = {
         route_err_per_1k=0.06,
         route_err_max=0.6,
     ),
+    # The default model, but agents' mistakes on the same question agree half of the time: a vote
+    # then gains less, as it does with real models that share training data.
+    "correlated": SimProfile(name="correlated", error_correlation=0.5),
     # A hosted API: network and queueing in the first token, fast prefill, long effective context.
     "api": SimProfile(
         name="api",
@@ -303,6 +311,8 @@ class SimBackend:
                 question = next((q for m in reversed(users) if (q := parse_question(m.content))), None)
             return self._route(agents, question, prompt_tokens, rng)
         if question is None:
+            if _asks(last_user.content):  # a question it cannot read: an abstention, not a reply to a statement
+                return _cannot_parse(rng)
             return _acknowledge(last_user.content, rng)
         return self._answer(messages, question, model, prompt_tokens, rng)
 
@@ -348,9 +358,20 @@ class SimBackend:
             attr, entity = failed[0] if failed else q.subjects[0]
             return _abstain(attr, entity, rng)
         answer = sol.answer
-        if not failed and rng.random() >= self.skill(model, q.type):
-            answer = _wrong_answer(answer, q, facts, rng)
+        if not failed:
+            draw, wrong_rng = rng.random(), rng
+            corr = self.profile.error_correlation
+            if corr > 0 and rng.random() < corr:  # this slip is the one every agent shares
+                wrong_rng = self._shared_rng(q, sol.used)
+                draw = float(wrong_rng.random())
+            if draw >= self.skill(model, q.type):
+                answer = _wrong_answer(answer, q, facts, wrong_rng)
         return _rationale(q, sol.used, answer, rng)
+
+    def _shared_rng(self, q: ParsedQuestion, used: list[tuple[str, str, str]]) -> np.random.Generator:
+        """The draw every agent shares on this question over these facts (the correlated profile)."""
+        return np.random.default_rng(_stable_u64("shared-slip", self.seed, q.type, q.subjects, q.chain, q.operator,
+                                                 q.constant, q.claimed, sorted(used)))
 
     def _route(
         self,
@@ -497,6 +518,22 @@ def _abstain(attr: str, entity: str, rng: np.random.Generator) -> str:
         ),
     )
     return f"{text}\nAnswer: unknown"
+
+
+_QUESTION_MARK = re.compile(r"\?\s*$", re.M)
+
+
+def _asks(text: str) -> bool:
+    """A message that asks something: a sentence ending in a question mark."""
+    return "?" in text and bool(_QUESTION_MARK.search(text) or re.search(r"\?(?=\s)", text))
+
+
+def _cannot_parse(rng: np.random.Generator) -> str:
+    text = _choice(rng, (
+        "I don't know; I could not work out what is being asked from the details I have.",
+        "I'm not sure what you are asking, so I cannot give a value.",
+    ))
+    return f"{text}\nAnswer: I don't know"
 
 
 def _acknowledge(text: str, rng: np.random.Generator) -> str:

@@ -1,12 +1,14 @@
 """Scoring a turn against the truth, and summarising systems with bootstrap intervals.
 
 Only this module and the oracle see the truth; systems get text. Every system is scored by the same
-code: the answer is the reply's `Answer:` value, normalised; context loss is a needed fact whose
-current value is not stated anywhere in the prompt the answering agent got.
+code: the answer is the reply's `Answer:` value, normalised; context loss is a needed fact that the
+prompt the answering agent got does not hold, judged from the ground truth's own strings (never by
+reading the prompt with the generator's parser, which would hide a sentence a system failed to read).
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
@@ -14,7 +16,7 @@ import numpy as np
 from dataclasses import dataclass, fields
 from rouge_score import rouge_scorer, tokenizers
 
-from rapo.bench.language import parse_statements
+from rapo.bench.language import KINDS
 from rapo.consensus import extract_answer, normalise_answer
 
 _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
@@ -55,15 +57,32 @@ def astuple_fast(r: TurnScore) -> tuple:
     return tuple(getattr(r, f) for f in FIELDS)
 
 
-@lru_cache(maxsize=65_536)
-def _stated(prompt_text: str) -> frozenset[tuple[str, str]]:
-    return frozenset((s.key, normalise_answer(s.value)) for s in parse_statements(prompt_text))
+@lru_cache(maxsize=16_384)
+def _word(text: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w.])" + re.escape(text) + r"(?![\w])", re.IGNORECASE)
+
+
+def fact_present(prompt: str, need: Any) -> bool:
+    """The prompt holds the fact: the sentence that stated it, as written, or a line naming the
+    fact's subject (its identifier or name, whole word) beside its current value (canonical, or as
+    the sentence wrote it). A superseded value, or the value of a near-duplicate subject (A71 for
+    A17), is not the fact."""
+    if need.sentence and need.sentence in prompt:
+        return True
+    first, _, rest = need.entity.partition(" ")
+    named = rest in KINDS and KINDS[rest].named  # "gold tier" -> Gold; "order a17" -> A17
+    subject = _word(first if named or not rest else rest)
+    values = [_word(v) for v in dict.fromkeys([need.value, getattr(need, "written", "") or need.value]) if v]
+    for line in prompt.splitlines():
+        if subject.search(line) and any(v.search(line) for v in values):
+            return True
+    return False
 
 
 def context_lost(prompt_parts: Sequence[str], needed: Iterable[Any]) -> bool:
-    """True if any needed fact's current value is not stated in the prompt (read message by message)."""
-    stated = frozenset().union(*(_stated(p) for p in prompt_parts))
-    return any((n.key, normalise_answer(n.value)) not in stated for n in needed)
+    """True if any needed fact is not held by the prompt (all its messages, joined)."""
+    prompt = "\n".join(prompt_parts)
+    return any(not fact_present(prompt, n) for n in needed)
 
 
 @lru_cache(maxsize=65_536)
