@@ -266,9 +266,32 @@ def plan_jobs(cfg: BenchConfig) -> list[Job]:
     return jobs
 
 
+def check_sim_server(cfg: BenchConfig) -> None:
+    """A `rapo sim-server` behind --base-url must simulate this run's seed and profile, or its replies
+    differ from the in-process run's for reasons that have nothing to do with HTTP. (The server's
+    seed is its own, fixed when it starts; a request's `seed` field is only the sample index.)"""
+    if cfg.backend != "openai" or not cfg.base_url:
+        return
+    root = cfg.base_url.rstrip("/").removesuffix("/v1")
+    try:
+        import httpx  # comes with the openai client
+
+        info = httpx.get(f"{root}/health", timeout=2.0).json()
+    except Exception:  # noqa: BLE001 - not a sim-server (or not up yet): nothing to check
+        return
+    if not isinstance(info, dict) or info.get("simulator") != "rapo-sim":
+        return
+    if info.get("seed") != cfg.seed or info.get("profile") != cfg.profile:
+        raise RapoError(f"the sim-server at {cfg.base_url} simulates seed {info.get('seed')} and profile "
+                        f"{info.get('profile')!r}, this run seed {cfg.seed} and profile {cfg.profile!r}: start it "
+                        f"with `rapo sim-server --seed {cfg.seed} --profile {cfg.profile}`, or run with "
+                        f"--seed {info.get('seed')} --profile {info.get('profile')}")
+
+
 def run_benchmark(cfg: BenchConfig, *, progress: bool = True, executor: Executor | None = None) -> dict[str, Any]:
     """Run every job on the configured executor, then summarise. Returns the results.json object."""
     cfg.validate_systems()
+    check_sim_server(cfg)
     if cfg.store:
         from rapo.store import open_store
 
