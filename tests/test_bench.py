@@ -28,24 +28,31 @@ def results():
 
 def test_results_follow_the_documented_schema(results, tmp_path):
     systems = results["systems"]
-    assert set(systems) == {"round-robin", "handoff", "rapo", "rapo-no-consensus", "rapo-static-prompts",
-                            "rapo-no-context-vectors", "rapo-no-learning", "rapo-random-routing", "oracle"}
+    assert set(systems) == {"round-robin", "round-robin-vote", "handoff", "handoff-vote", "rapo",
+                            "rapo-vote-always", "rapo-no-consensus", "rapo-static-prompts", "rapo-no-context-vectors",
+                            "rapo-no-learning", "rapo-random-routing", "oracle", "oracle-vote"}
     for name, s in systems.items():
         for key in ("success_rate", "context_loss_rate", "rouge_l", "latency_mean_s", "latency_p95_s",
-                    "prompt_tokens_per_turn", "calls_per_turn", "by_transitions"):
+                    "latency_question_turns_mean_s", "calls_per_question", "prompt_tokens_per_turn",
+                    "calls_per_turn", "by_transitions"):
             assert key in s, (name, key)
         for key in ("success_rate", "context_loss_rate", "rouge_l"):
             assert 0.0 <= s[key] <= 1.0
             lo, hi = s[key + "_ci"]
             assert lo <= s[key] + 1e-9 and s[key] <= hi + 1e-9
         assert set(s["by_transitions"]) == {str(t) for t in range(1, 13)}
-    for key in ("latency_reduction_vs_handoff", "latency_reduction_vs_round_robin", "rouge_l_gain_vs_handoff"):
+    for key in ("latency_reduction_vs_handoff", "latency_reduction_vs_round_robin", "rouge_l_gain_vs_handoff",
+                "question_latency_reduction_vs_handoff_vote", "success_gain_vs_handoff_vote",
+                "success_gain_vs_oracle_vote"):
         assert key in results["ratios"]
+    assert results["config"]["language"] == "controlled" and results["config"]["profile"] == "default"
+    assert systems["oracle"]["calls_per_question"] == 1.0 and systems["handoff-vote"]["calls_per_question"] == 4.0
+    assert 2.0 <= systems["rapo"]["calls_per_question"] < 3.0  # two agents, a third only on disagreement
     assert systems["oracle"]["context_loss_rate"] == 0.0
     assert systems["round-robin"]["calls_per_turn"] == 1.0 and systems["handoff"]["calls_per_turn"] == 2.0
     fields = results["records"]["fields"]
     rows = results["records"]["rows"]
-    assert len(rows) == 9 * sum(len(c.turns) for c in generate(12, seed=0, transitions=(1, 12)))
+    assert len(rows) == len(systems) * sum(len(c.turns) for c in generate(12, seed=0, transitions=(1, 12)))
     assert "no-penalty" in results["sensitivity"] and "default" in results["sensitivity"]
     path = write_results(results, tmp_path)
     again = json.loads(path.read_text())

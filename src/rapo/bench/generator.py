@@ -38,6 +38,9 @@ from rapo.bench.language import (
 )
 from rapo.types import RapoError
 
+LANGUAGES = ("controlled", "natural")
+"""The wordings a conversation can be written in; the world, the questions and the truth are the same."""
+
 QUESTION_PROBABILITY = 0.37
 """Share of turns after the first that ask a question (the last turn always does)."""
 
@@ -443,10 +446,16 @@ class _World:
         raise RapoError("no question can be asked: no fact was stated")  # pragma: no cover
 
 
-def generate_conversation(index: int, seed: int, n_turns: int, scenario: Scenario) -> Conversation:
-    """One conversation; its randomness depends only on (seed, index)."""
+def generate_conversation(index: int, seed: int, n_turns: int, scenario: Scenario,
+                          language: str = "controlled") -> Conversation:
+    """One conversation; its randomness depends only on (seed, index). The natural wording draws its
+    choices from a stream of its own, so both languages write the same world and the same truth."""
     rng = random.Random(f"rapo-generator:{seed}:{index}")
     world = _World(scenario, rng, n_turns)
+    if language == "natural":
+        from rapo.bench.natural import NaturalWriter
+
+        world.writer = NaturalWriter(random.Random(f"rapo-natural:{seed}:{index}"))
     turns: list[Turn] = []
     for t in range(1, n_turns + 1):
         if t == 1:
@@ -469,6 +478,7 @@ def generate(
     transitions: tuple[int, int] = (1, 50),
     scenarios: Sequence[str] | None = None,
     indices: Sequence[int] | None = None,
+    language: str = "controlled",
 ) -> list[Conversation]:
     """``n_conversations`` conversations; conversation i has ``lo + i % (hi - lo + 1)`` turns (an even
     spread of agent transitions) and scenario ``scenarios[i % len(scenarios)]``. Each depends only on
@@ -486,4 +496,7 @@ def generate(
     chosen = range(n_conversations) if indices is None else indices
     if any(not 0 <= i < n_conversations for i in chosen):
         raise RapoError(f"indices must lie in [0, {n_conversations})")
-    return [generate_conversation(i, seed, lo + i % width, SCENARIOS[names[i % len(names)]]) for i in chosen]
+    if language not in LANGUAGES:
+        raise RapoError(f"unknown language {language!r}; choose from {', '.join(LANGUAGES)}")
+    return [generate_conversation(i, seed, lo + i % width, SCENARIOS[names[i % len(names)]], language)
+            for i in chosen]

@@ -36,6 +36,7 @@ class BenchConfig(BaseModel):
     transitions: tuple[int, int] = (1, 50)
     systems: list[str] = Field(default_factory=lambda: list(ALL_SYSTEMS))
     profile: str = "default"
+    language: Literal["controlled", "natural"] = "controlled"  # the conversations' wording (same truth)
     sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model"])
     sensitivity_conversations: int | None = 60  # None: same as conversations
     clock: Literal["virtual", "real"] = "virtual"
@@ -238,16 +239,76 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
     return records
 
 
+class BenchWork:
+    """The benchmark as executor work: a job is one system under one profile over the first
+    `job.conversations` conversations (`rapo.executor` runs it, here or sharded on Ray)."""
+
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.cfg = cfg
+
+    def prepare(self) -> None:
+        conversations(self.cfg)  # generated once; forked workers inherit it
+
+    def run(self, job: Job, tick: Callable[[], None]) -> list[TurnScore]:
+        return asyncio.run(_run_job(self.cfg, job.system, job.profile, conversations(self.cfg)[:job.conversations],
+                                    tick))
+
+    def run_shard(self, job: Job, indices: list[int], link: Callable[[Any], Any]) -> list[TurnScore]:
+        from rapo.bench.generator import generate
+
+        cfg = self.cfg
+        chosen = generate(cfg.conversations, seed=cfg.seed, transitions=cfg.transitions, indices=indices,
+                          language=cfg.language)
+        return asyncio.run(_run_job(cfg, job.system, job.profile, chosen, lambda: None, link=link))
+
+    def learned(self, job: Job) -> tuple[list[str], list[Any]] | None:
+        """What the job's finished conversations taught, from the store (a resumed run)."""
+        if not self.cfg.store:
+            return None
+        from rapo.executor.learning import saved_deltas
+        from rapo.store import open_store
+
+        store = open_store(self.cfg.store)
+        run_id = self.cfg.run_id or "run"
+        try:
+            prefix = f"job/{job.system}/{job.profile}/done/"
+            docs = {k.rsplit("/", 1)[1]: store.get(run_id, k) or {} for k in store.keys(run_id, prefix)}
+        finally:
+            store.close()
+        return saved_deltas(docs) if docs else None
+
+    def combine(self, layout: list[list[int]], parts: dict[int, list[TurnScore]]) -> list[TurnScore]:
+        """A job's turns in conversation order, as the local executor gives them (each shard's records
+        come conversation by conversation, in its indices' order), with the shards' fault counts summed."""
+        import itertools
+
+        from rapo.bench.faults import total
+
+        by_index: dict[int, list[TurnScore]] = {}
+        for k, indices in enumerate(layout):
+            groups = [list(g) for _, g in itertools.groupby(parts[k], key=lambda r: r.conv)]
+            if len(groups) != len(indices):
+                raise RapoError(f"shard {k} returned {len(groups)} conversations for {len(indices)}")
+            by_index.update(zip(indices, groups))
+        out = JobRecords()
+        for i in sorted(by_index):
+            out.extend(by_index[i])
+        stats = [st for st in (getattr(p, "faults", None) for p in parts.values()) if st]
+        if stats:
+            out.faults = total(stats)
+        return out
+
+
 @lru_cache(maxsize=4)
-def _generated(n: int, seed: int, transitions: tuple[int, int]) -> list[Any]:
+def _generated(n: int, seed: int, transitions: tuple[int, int], language: str) -> list[Any]:
     from rapo.bench.generator import generate
 
-    return generate(n, seed=seed, transitions=transitions)
+    return generate(n, seed=seed, transitions=transitions, language=language)
 
 
 def conversations(cfg: BenchConfig) -> list[Any]:
     """Generated once per process and shared by every job it runs (each takes a prefix)."""
-    return _generated(cfg.conversations, cfg.seed, cfg.transitions)
+    return _generated(cfg.conversations, cfg.seed, cfg.transitions, cfg.language)
 
 
 # Rough relative CPU per conversation, measured on the default profile (rapo's first job also fills
@@ -314,9 +375,9 @@ def run_benchmark(cfg: BenchConfig, *, progress: bool = True, executor: Executor
             yield lambda n: shown.advance(task, n)
 
     own = executor is None
-    executor = executor or make_executor(cfg)
+    executor = executor or make_executor(cfg.executor, workers=cfg.workers, address=cfg.address)
     try:
-        results = executor.run(cfg, jobs, bar)
+        results = executor.run(BenchWork(cfg), jobs, bar)
     finally:
         if own:
             executor.close()
