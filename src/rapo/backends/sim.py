@@ -5,8 +5,9 @@ punish: facts missing from the prompt, long prompts ("lost in the middle"), weak
 matches. It is a Backend like any other and has no channel to the generator's ground truth: every
 decision is a function of (run seed, model name, the messages, sample index) only.
 
-Reading rules (the sim's "understanding" is the controlled language of
-docs/conversation-language.md, parsed with rapo.bench.language):
+Reading rules (the sim's "understanding" is the benchmark's two languages of
+docs/conversation-language.md, the controlled one and the everyday one, read with rapo.bench.language
+and rapo.bench.natural; it reads nothing else, so a real model is the test of other English):
 
 - the question is the last question sentence of the LAST user message;
 - facts are statements found in system and user messages; assistant messages are NOT read for
@@ -36,11 +37,11 @@ from rapo.bench.language import (
     normalise_answer,
     parse_number,
     parse_question,
-    statements_with_offsets,
     parse_statements,
     solve,
     value_entity,
 )
+from rapo.bench.natural import parse_natural_question, read_facts
 from rapo.tokens import _TOKEN, count_message_tokens, count_tokens
 from rapo.types import Completion, Message, RapoError
 
@@ -305,10 +306,10 @@ class SimBackend:
         prompt_tokens = count_message_tokens(m.content for m in messages)
         system_text = "\n".join(m.content for m in messages if m.role == "system")
         agents = _routing_agents(system_text + "\n" + last_user.content)
-        question = parse_question(last_user.content)
+        question = _question(last_user.content)
         if agents:
             if question is None:
-                question = next((q for m in reversed(users) if (q := parse_question(m.content))), None)
+                question = next((q for m in reversed(users) if (q := _question(m.content))), None)
             return self._route(agents, question, prompt_tokens, rng)
         if question is None:
             if _asks(last_user.content):  # a question it cannot read: an abstention, not a reply to a statement
@@ -317,15 +318,12 @@ class SimBackend:
         return self._answer(messages, question, model, prompt_tokens, rng)
 
     def _facts(self, messages: Sequence[Message]) -> dict[tuple[str, str], _Fact]:
+        """Facts stated in system and user messages, the latest statement of a subject winning, each at
+        its relative position in the prompt."""
         total = sum(len(m.content) + 1 for m in messages) or 1
-        facts: dict[tuple[str, str], _Fact] = {}
-        offset = 0
-        for m in messages:
-            if m.role in ("system", "user"):
-                for start, st in statements_with_offsets(m.content):
-                    facts[(st.attr, st.entity)] = _Fact(st.value, (offset + start + st.pos) / total)
-            offset += len(m.content) + 1
-        return facts
+        read = [m.role in ("system", "user") for m in messages]
+        return {(f.attr, f.entity): _Fact(f.value, f.offset / total)
+                for f in read_facts([m.content for m in messages], read)}
 
     def _answer(
         self,
@@ -394,6 +392,11 @@ class SimBackend:
 
 
 # ---------------------------------------------------------------------- helpers (no state)
+
+
+def _question(text: str) -> ParsedQuestion | None:
+    """The last question of a message, in either of the benchmark's languages."""
+    return parse_question(text) or parse_natural_question(text)
 
 
 def _routing_agents(text: str) -> list[tuple[str, str]]:

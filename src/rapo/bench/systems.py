@@ -380,7 +380,7 @@ class _OracleSession:
         team, skill = self.system.team, self.system.skill
         ranked = sorted(team.agents, key=lambda a: -skill(a.model, q.type))  # stable: ties keep team order
         agent = ranked[0]
-        facts = "\n".join(f"- {n.sentence}" for n in q.needed)
+        facts = "\n".join(f"- {n.plain or n.sentence}" for n in q.needed)  # self-contained, in any language
         question = _last_question(text)
         user = Message(role="user", content=f"Facts:\n{facts}\nTask: {question}")
         if self.system.vote:  # the truly best m agents, weighted by their true skill
