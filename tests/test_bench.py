@@ -180,3 +180,15 @@ def test_unknown_or_missing_peer_is_a_clear_error():
 
     with pytest.raises(RapoError, match="unknown systems.*langgraph"):
         run_benchmark(small_cfg(systems=["crewai"]), progress=False)
+
+
+def test_handoff_vote_asks_the_pick_then_the_agents_of_highest_declared_capability():
+    from rapo.bench.systems import declared_rank
+    from rapo.team import bench_team
+
+    team = bench_team()
+    order, weights = declared_rank(team, team.agent("retriever"), 3)
+    assert [a.name for a in order] == ["retriever", "generalist", "calculator"]
+    assert weights == pytest.approx([4.8 / 8, 6.75 / 8, 4.95 / 8])  # mean declared over the 8 types
+    order, _ = declared_rank(team, team.agent("calculator"), 3)
+    assert [a.name for a in order] == ["calculator", "generalist", "reasoner"]

@@ -113,7 +113,7 @@ def bench(
     profile: str = typer.Option("default", help="Simulated-model profile for the main table (e.g. correlated)."),
     language: str = typer.Option("controlled", help="Wording of the conversations: controlled or natural (same "
                                  "scenarios and truth, everyday English)."),
-    sensitivity: str = typer.Option("no-penalty,small-model", help="Extra profiles for the sensitivity table ('' for none; also: api)."),
+    sensitivity: str = typer.Option("no-penalty,small-model,correlated", help="Extra profiles for the sensitivity table ('' for none; also: api)."),
     sensitivity_conversations: int = typer.Option(60, min=1, help="Conversations per sensitivity profile (first N of the same set)."),
     clock: str = typer.Option("virtual", help="virtual (computed latency) or real (awaits it, scaled)."),
     time_scale: float = typer.Option(0.001, min=1e-6, help="Real clock: seconds slept per simulated second."),

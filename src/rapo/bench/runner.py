@@ -37,7 +37,7 @@ class BenchConfig(BaseModel):
     systems: list[str] = Field(default_factory=lambda: list(ALL_SYSTEMS))
     profile: str = "default"
     language: Literal["controlled", "natural"] = "controlled"  # the conversations' wording (same truth)
-    sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model"])
+    sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model", "correlated"])
     sensitivity_conversations: int | None = 60  # None: same as conversations
     clock: Literal["virtual", "real"] = "virtual"
     time_scale: float = Field(0.001, gt=0)

@@ -115,11 +115,11 @@ def _embedder(name: str, make: Callable[[str], Any]) -> Any:
 
 
 def declared_rank(team: TeamSpec, first: AgentSpec, m: int) -> tuple[list[AgentSpec], list[float]]:
-    """`first`, then the other agents by declared capability for what `first` is declared best at
-    (its strongest types); weights are those declared capabilities."""
-    profile = first.capabilities or {t: 1.0 for t in team.reasoning_types}
-    top = max(profile.values())
-    focus = [t for t, v in profile.items() if v >= top - 1e-9]
+    """`first`, then the other agents by mean declared capability over the team's reasoning types
+    (a type an agent does not declare counts 0); weights are those means. Ranking by what `first` is
+    declared best at instead scored lower (90.2% against 91.3% success on the 1,000 conversations),
+    so the stronger rule is the baseline."""
+    focus = list(team.reasoning_types)
 
     def score(a: AgentSpec) -> float:
         return sum(a.capabilities.get(t, 0.0) for t in focus) / len(focus)
