@@ -101,6 +101,16 @@ async def test_statement_turns_cost_no_call_and_are_acknowledged():
     assert rec.calls == 0 and not backend.calls and "120 dollars" in rec.answer
 
 
+def _timed(replies, latency):
+    """A scripted backend whose calls report the given latency per model."""
+    class Timed(ScriptedBackend):
+        async def complete(self, messages, *, model, max_tokens=None, sample=0):
+            c = await super().complete(messages, model=model, max_tokens=max_tokens, sample=sample)
+            return c.model_copy(update={"latency_s": latency[model]})
+
+    return Timed(lambda m, model: replies[model])
+
+
 def _consensus_team(**cons):
     return make_team(consensus={"mode": "always", "m": 3, "threshold": 0.6, **cons})
 
@@ -109,13 +119,7 @@ async def test_consensus_returns_majority_and_stops_early():
     replies = {"m-retriever": "It is 150.\nAnswer: 150 dollars", "m-calculator": "It is 150.\nAnswer: $150",
                "m-reasoner": "It is 90.\nAnswer: 90 dollars"}
     latency = {"m-retriever": 1.0, "m-calculator": 1.2, "m-reasoner": 5.0}
-
-    class Timed(ScriptedBackend):
-        async def complete(self, messages, *, model, max_tokens=None, sample=0):
-            c = await super().complete(messages, model=model, max_tokens=max_tokens, sample=sample)
-            return c.model_copy(update={"latency_s": latency[model]})
-
-    orch = Orchestrator(_consensus_team(), Timed(lambda m, model: replies[model]))
+    orch = Orchestrator(_consensus_team(), _timed(replies, latency))
     conv = orch.new_conversation()
     rec = await orch.astep(conv, "What is the refund limit for order A17?", requirement={"lookup": 1.0})
     assert rec.value == "150 dollars"
@@ -258,13 +262,7 @@ async def test_auto_adds_a_third_agent_only_on_disagreement_and_adds_latencies()
     replies = {"m-retriever": "a\nAnswer: 150 dollars", "m-reasoner": "b\nAnswer: 140 dollars",
                "m-calculator": "c\nAnswer: 150 dollars"}
     latency = {"m-retriever": 1.0, "m-reasoner": 2.0, "m-calculator": 0.5}
-
-    class Timed(ScriptedBackend):
-        async def complete(self, messages, *, model, max_tokens=None, sample=0):
-            c = await super().complete(messages, model=model, max_tokens=max_tokens, sample=sample)
-            return c.model_copy(update={"latency_s": latency[model]})
-
-    orch = Orchestrator(_auto_team(), Timed(lambda m, model: replies[model]))
+    orch = Orchestrator(_auto_team(), _timed(replies, latency))
     rec = await orch.astep(orch.new_conversation(), "What is the refund limit for order A17?",
                            requirement={"lookup": 1.0})
     assert rec.value == "150 dollars" and rec.calls == 3 and len(rec.consensus.rounds) == 1

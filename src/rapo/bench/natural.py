@@ -29,6 +29,7 @@ from rapo.bench.language import (
     _sentences,
     entity_display,
     entity_short,
+    last_question,
     normalise_answer,
     parse_number,
 )
@@ -623,9 +624,4 @@ def _one_question(s: str) -> ParsedQuestion | None:
 @lru_cache(maxsize=65_536)
 def parse_natural_question(text: str) -> ParsedQuestion | None:
     """The last question of `text` in the natural wording."""
-    for _, sentence in reversed(_sentences(text)):
-        if sentence.rstrip().endswith("?"):
-            q = _one_question(sentence)
-            if q is not None:
-                return q
-    return None
+    return last_question(text, _one_question)
