@@ -28,24 +28,33 @@ def results():
 
 def test_results_follow_the_documented_schema(results, tmp_path):
     systems = results["systems"]
-    assert set(systems) == {"round-robin", "handoff", "rapo", "rapo-no-consensus", "rapo-static-prompts",
-                            "rapo-no-context-vectors", "rapo-no-learning", "rapo-random-routing", "oracle"}
+    assert set(systems) == {"round-robin", "round-robin-vote", "handoff", "handoff-vote", "rapo",
+                            "rapo-vote-always", "rapo-no-consensus", "rapo-static-prompts", "rapo-no-context-vectors",
+                            "rapo-no-learning", "rapo-random-routing", "oracle", "oracle-vote"}
     for name, s in systems.items():
         for key in ("success_rate", "context_loss_rate", "rouge_l", "latency_mean_s", "latency_p95_s",
-                    "prompt_tokens_per_turn", "calls_per_turn", "by_transitions"):
+                    "latency_question_turns_mean_s", "calls_per_question", "prompt_tokens_per_turn",
+                    "calls_per_turn", "by_transitions"):
             assert key in s, (name, key)
         for key in ("success_rate", "context_loss_rate", "rouge_l"):
             assert 0.0 <= s[key] <= 1.0
             lo, hi = s[key + "_ci"]
             assert lo <= s[key] + 1e-9 and s[key] <= hi + 1e-9
         assert set(s["by_transitions"]) == {str(t) for t in range(1, 13)}
-    for key in ("latency_reduction_vs_handoff", "latency_reduction_vs_round_robin", "rouge_l_gain_vs_handoff"):
+    for key in ("latency_reduction_vs_handoff", "latency_reduction_vs_round_robin", "rouge_l_gain_vs_handoff",
+                "question_latency_reduction_vs_handoff_vote", "success_gain_vs_handoff_vote",
+                "success_gain_vs_oracle_vote"):
         assert key in results["ratios"]
+    assert results["config"]["language"] == "controlled" and results["config"]["profile"] == "default"
+    assert systems["oracle"]["calls_per_question"] == 1.0
+    # the supervisor, three voters, and three more in the bounded second round when they disagree
+    assert 4.0 <= systems["handoff-vote"]["calls_per_question"] <= 7.0
+    assert 2.0 <= systems["rapo"]["calls_per_question"] < 3.0  # two agents, a third only on disagreement
     assert systems["oracle"]["context_loss_rate"] == 0.0
     assert systems["round-robin"]["calls_per_turn"] == 1.0 and systems["handoff"]["calls_per_turn"] == 2.0
     fields = results["records"]["fields"]
     rows = results["records"]["rows"]
-    assert len(rows) == 9 * sum(len(c.turns) for c in generate(12, seed=0, transitions=(1, 12)))
+    assert len(rows) == len(systems) * sum(len(c.turns) for c in generate(12, seed=0, transitions=(1, 12)))
     assert "no-penalty" in results["sensitivity"] and "default" in results["sensitivity"]
     path = write_results(results, tmp_path)
     again = json.loads(path.read_text())
@@ -93,28 +102,46 @@ def sim_server():
     from rapo.bench.simserver import create_app
 
     port = free_port()
-    server, thread = serve(create_app(profile="default", seed=0), port)
+    server, thread = serve(create_app(profile="default", seed=777), port)
     yield f"http://127.0.0.1:{port}/v1"
     server.should_exit = True
     thread.join(timeout=10)
 
 
-def test_openai_backend_against_sim_server_matches_in_process(sim_server):
-    systems = ["round-robin", "handoff", "rapo", "oracle"]
-    common = dict(conversations=8, transitions=(3, 10), systems=systems, sensitivity=[])
+_ROW = ("system", "conv", "turn", "agent", "value", "correct", "loss", "ptok", "otok", "calls")
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_openai_backend_against_sim_server_matches_in_process(sim_server, concurrency):
+    """Every per-turn record over HTTP equals the in-process one. rapo is compared at concurrency 1
+    only: with conversations overlapping, its routing sees the other conversations' calls in flight
+    (the load term) and its learning sees them finish in another order, by design, not by HTTP."""
+    systems = ["round-robin", "handoff", "handoff-vote", "oracle", "oracle-vote"]
+    if concurrency == 1:
+        systems.append("rapo")
+    common = dict(conversations=8, seed=777, transitions=(3, 10), systems=systems, sensitivity=[])
     local = run_benchmark(small_cfg(**common), progress=False)
     remote = run_benchmark(small_cfg(**common, backend="openai", base_url=sim_server, model="sim",
-                                     concurrency=1), progress=False)
+                                     concurrency=concurrency), progress=False)
     fields = local["records"]["fields"]
-    keep = [fields.index(k) for k in ("system", "conv", "turn", "agent", "value", "correct", "loss", "ptok",
-                                      "otok", "calls")]
-    pick = lambda rows: [tuple(row[i] for i in keep) for row in rows]  # noqa: E731
+    keep = [fields.index(k) for k in _ROW]
+    pick = lambda rows: sorted(tuple(row[i] for i in keep) for row in rows)  # noqa: E731
     assert pick(remote["records"]["rows"]) == pick(local["records"]["rows"])
     for name in systems:
-        for key in ("success_rate", "context_loss_rate", "rouge_l"):
+        for key in ("success_rate", "context_loss_rate", "rouge_l", "calls_per_question"):
             assert remote["systems"][name][key] == local["systems"][name][key]
-        assert remote["systems"][name]["latency_mean_s"] == pytest.approx(local["systems"][name]["latency_mean_s"],
-                                                                         rel=0.02)
+        if concurrency == 1:  # with calls overlapping, the systems' own-work measure is issue 13's to fix
+            assert remote["systems"][name]["latency_mean_s"] == pytest.approx(
+                local["systems"][name]["latency_mean_s"], rel=0.02)
+
+
+def test_a_sim_server_of_another_seed_is_refused(sim_server):
+    """The mismatch once reported as an HTTP bug: a server started with another seed than the run's."""
+    from rapo.types import RapoError
+
+    with pytest.raises(RapoError, match="simulates seed 777.*rapo sim-server --seed 0"):
+        run_benchmark(small_cfg(conversations=2, systems=["handoff"], sensitivity=[], backend="openai",
+                                base_url=sim_server, model="sim"), progress=False)
 
 
 def test_real_clock_waits_and_measures_what_the_virtual_clock_computes():
@@ -155,3 +182,15 @@ def test_unknown_or_missing_peer_is_a_clear_error():
 
     with pytest.raises(RapoError, match="unknown systems.*langgraph"):
         run_benchmark(small_cfg(systems=["crewai"]), progress=False)
+
+
+def test_handoff_vote_asks_the_pick_then_the_agents_of_highest_declared_capability():
+    from rapo.bench.systems import declared_rank
+    from rapo.team import bench_team
+
+    team = bench_team()
+    order, weights = declared_rank(team, team.agent("retriever"), 3)
+    assert [a.name for a in order] == ["retriever", "generalist", "calculator"]
+    assert weights == pytest.approx([4.8 / 8, 6.75 / 8, 4.95 / 8])  # mean declared over the 8 types
+    order, _ = declared_rank(team, team.agent("calculator"), 3)
+    assert [a.name for a in order] == ["calculator", "generalist", "reasoner"]

@@ -38,8 +38,23 @@ def test_rouge_l_on_a_real_reply():
 
 def test_context_loss_needs_the_current_value_in_the_prompt():
     class Need:
-        key, value = "refund limit|order a17", "150 dollars"
+        key, value, entity = "refund limit|order a17", "150 dollars", "order a17"
+        sentence = "The refund limit for order A17 is now 150 dollars."
 
     assert not context_lost(("Facts:\n- Correction: the refund limit for order A17 is now 150 dollars.",), [Need])
     assert context_lost(("- The refund limit for order A17 is 120 dollars.",), [Need])  # a superseded value
     assert context_lost(("- The refund limit for order A71 is 150 dollars.",), [Need])  # a near-duplicate key
+    assert not context_lost(("A17: 150 dollars",), [Need])  # the value beside its subject, in any wording
+    assert not context_lost(("x", "and The refund limit for order A17 is now 150 dollars. y"), [Need])  # as written
+    assert context_lost(("order A17", "150 dollars"), [Need])  # subject and value apart: not the fact
+
+
+def test_context_loss_reads_a_sentence_no_parser_knows():
+    """A fact stated in words nobody's parser reads still counts when its sentence is in the prompt."""
+    class Need:
+        key, value, entity, written = "delivery time|order a17", "5 days", "order a17", "five days"
+        sentence = "It ships in five days."
+
+    assert not context_lost(("Order A17 is new. It ships in five days.",), [Need])
+    assert not context_lost(("- order A17 delivery: five days",), [Need])  # the value as the sentence wrote it
+    assert context_lost(("Order A17 is new.",), [Need])

@@ -101,6 +101,16 @@ async def test_statement_turns_cost_no_call_and_are_acknowledged():
     assert rec.calls == 0 and not backend.calls and "120 dollars" in rec.answer
 
 
+def _timed(replies, latency):
+    """A scripted backend whose calls report the given latency per model."""
+    class Timed(ScriptedBackend):
+        async def complete(self, messages, *, model, max_tokens=None, sample=0):
+            c = await super().complete(messages, model=model, max_tokens=max_tokens, sample=sample)
+            return c.model_copy(update={"latency_s": latency[model]})
+
+    return Timed(lambda m, model: replies[model])
+
+
 def _consensus_team(**cons):
     return make_team(consensus={"mode": "always", "m": 3, "threshold": 0.6, **cons})
 
@@ -109,13 +119,7 @@ async def test_consensus_returns_majority_and_stops_early():
     replies = {"m-retriever": "It is 150.\nAnswer: 150 dollars", "m-calculator": "It is 150.\nAnswer: $150",
                "m-reasoner": "It is 90.\nAnswer: 90 dollars"}
     latency = {"m-retriever": 1.0, "m-calculator": 1.2, "m-reasoner": 5.0}
-
-    class Timed(ScriptedBackend):
-        async def complete(self, messages, *, model, max_tokens=None, sample=0):
-            c = await super().complete(messages, model=model, max_tokens=max_tokens, sample=sample)
-            return c.model_copy(update={"latency_s": latency[model]})
-
-    orch = Orchestrator(_consensus_team(), Timed(lambda m, model: replies[model]))
+    orch = Orchestrator(_consensus_team(), _timed(replies, latency))
     conv = orch.new_conversation()
     rec = await orch.astep(conv, "What is the refund limit for order A17?", requirement={"lookup": 1.0})
     assert rec.value == "150 dollars"
@@ -232,3 +236,61 @@ async def test_model_extraction_reads_what_the_rules_cannot():
         rec = await orch.astep(conv, "What is the refund limit for order A17?")
         assert rec.value == expected, mode
         assert first.calls == (0 if mode == "rules" else 1)
+
+
+# -- auto mode: a vote that costs a third call only where the first two disagree ------------------
+
+
+def _auto_team(**cons):
+    return make_team(consensus={"mode": "auto", "m": 3, "threshold": 0.6, **cons})
+
+
+async def test_auto_asks_two_and_stops_when_they_agree():
+    replies = {"m-retriever": "a\nAnswer: 150 dollars", "m-reasoner": "b\nAnswer: $150",
+               "m-calculator": "c\nAnswer: 90 dollars"}
+    backend = ScriptedBackend(lambda m, model: replies[model])
+    orch = Orchestrator(_auto_team(), backend)
+    rec = await orch.astep(orch.new_conversation(), "What is the refund limit for order A17?",
+                           requirement={"lookup": 1.0})
+    assert rec.value == "150 dollars" and rec.calls == 2
+    assert {c.model for c in backend.calls} == {"m-retriever", "m-reasoner"}  # the top two by routing for lookup
+    rnd = rec.consensus.rounds[0]
+    assert rec.consensus.triggered_by == "auto" and len(rnd.agents) == 2 and rnd.stopped_early
+
+
+async def test_auto_adds_a_third_agent_only_on_disagreement_and_adds_latencies():
+    replies = {"m-retriever": "a\nAnswer: 150 dollars", "m-reasoner": "b\nAnswer: 140 dollars",
+               "m-calculator": "c\nAnswer: 150 dollars"}
+    latency = {"m-retriever": 1.0, "m-reasoner": 2.0, "m-calculator": 0.5}
+    orch = Orchestrator(_auto_team(), _timed(replies, latency))
+    rec = await orch.astep(orch.new_conversation(), "What is the refund limit for order A17?",
+                           requirement={"lookup": 1.0})
+    assert rec.value == "150 dollars" and rec.calls == 3 and len(rec.consensus.rounds) == 1
+    assert rec.latency_s == pytest.approx(2.0 + 0.5)  # the pair at once, then the third after it
+
+
+async def test_an_abstention_is_no_agreement():
+    """'I don't know' from one of the pair leaves the other alone: a third agent is asked."""
+    replies = {"m-retriever": "a\nAnswer: 150 dollars", "m-reasoner": "b\nAnswer: I don't know",
+               "m-calculator": "c\nAnswer: 150 dollars"}
+    orch = Orchestrator(_auto_team(), ScriptedBackend(lambda m, model: replies[model]))
+    rec = await orch.astep(orch.new_conversation(), "What is the refund limit for order A17?",
+                           requirement={"lookup": 1.0})
+    assert rec.calls == 3 and rec.value == "150 dollars"
+
+
+async def test_auto_answers_alone_once_the_matrix_is_sure_of_the_agent():
+    replies = {"m-retriever": "a\nAnswer: 150 dollars", "m-calculator": "b\nAnswer: 150 dollars",
+               "m-reasoner": "c\nAnswer: 150 dollars"}
+    backend = ScriptedBackend(lambda m, model: replies[model])
+    orch = Orchestrator(_auto_team(solo_confidence=0.9), backend)
+    conv = orch.new_conversation()
+    first = await orch.astep(conv, "What is the refund limit for order A17?", requirement={"lookup": 1.0})
+    assert first.calls == 2  # the declared prior alone is not enough
+    lookup = TYPES.index("lookup")
+    orch.matrix.successes[0, lookup] += 400  # many agreed lookups later
+    rec = await orch.astep(conv, "What is the refund limit for order A17?", requirement={"lookup": 1.0})
+    assert rec.calls == 1 and rec.consensus.triggered_by == "solo" and rec.agent == "retriever"
+    crit = await orch.astep(conv, "What is the refund limit for order A17?", requirement={"lookup": 1.0},
+                            critical=True)
+    assert crit.calls == 2  # a critical step always has a second opinion

@@ -31,6 +31,8 @@ def _system(sr: float, loss: float, rouge: float, lat: float, events: int, by_t:
         "prompt_tokens_per_turn": 812.0, "prompt_tokens_per_turn_ci": [790.0, 830.0],
         "output_tokens_per_turn": 41.0, "output_tokens_per_turn_ci": [40.0, 42.0],
         "calls_per_turn": 1.25, "calls_per_turn_ci": [1.2, 1.3],
+        "latency_question_turns_mean_s": lat / 2, "latency_question_turns_mean_s_ci": [lat / 2.2, lat / 1.8],
+        "latency_per_question_s": lat / 20, "calls_per_question": 2.1, "calls_per_question_ci": [2.0, 2.2],
         "conversations": 200, "questions": 900, "context_loss_events": events,
         "by_transitions": {str(t): {"success_rate": v, "latency_mean_s": lat * t / 10, "conversations": 4}
                            for t, v in by_t.items()},
@@ -51,6 +53,8 @@ def make_results() -> dict[str, Any]:
         "rapo": _system(0.975, 0.0, 0.61, 30.4, 0, {t: 0.98 if t < 50 else 0.96 for t in ts}),
         "rapo-no-consensus": _system(0.931, 0.0, 0.58, 27.0, 0, {t: 0.93 for t in ts}),
         "oracle": _system(0.985, 0.0, 0.63, 26.0, 0, {t: 0.99 for t in ts}),
+        "handoff-vote": {**_system(0.97, 0.0, 0.60, 82.0, 0, {t: 0.97 for t in ts}), "calls_per_question": 4.0},
+        "oracle-vote": _system(0.985, 0.0, 0.63, 26.5, 0, {t: 0.99 for t in ts}),
     }
     ratios = {
         "latency_reduction_vs_handoff": 0.62, "latency_reduction_vs_handoff_ci": [0.60, 0.64],
@@ -63,6 +67,11 @@ def make_results() -> dict[str, Any]:
         "rouge_l_gain_vs_oracle": -0.0317, "rouge_l_gain_vs_oracle_ci": [-0.05, -0.01],
         "success_gain_vs_oracle": -0.01, "success_gain_vs_oracle_ci": [-0.02, 0.0],
         "latency_vs_oracle": 30.4 / 26.0,
+        "success_gain_vs_handoff_vote": 0.005, "success_gain_vs_handoff_vote_ci": [-0.01, 0.02],
+        "calls_per_question_vs_handoff_vote": 0.525, "calls_per_question_vs_handoff_vote_ci": [0.5, 0.55],
+        "question_latency_reduction_vs_handoff_vote": 0.63,
+        "question_latency_reduction_vs_handoff_vote_ci": [0.61, 0.65],
+        "success_gain_vs_oracle_vote": -0.01, "success_gain_vs_oracle_vote_ci": [-0.02, 0.0],
     }
     small = {k: v for k, v in systems["rapo"].items() if k in ("success_rate", "context_loss_rate", "accuracy",
                                                               "rouge_l", "latency_mean_s", "prompt_tokens_per_turn",
@@ -110,7 +119,7 @@ def test_print_summary_shows_systems_numbers_and_paper() -> None:
     assert "62.0% [60.0, 64.0]" in text and "42%" in text  # latency reduction vs handoff, paper
     assert "+35.6% [+31.0, +40.0]" in text and "+23%" in text
     assert "89%" in text
-    assert "targets met: 8/8" in text
+    assert "targets met: 12/12" in text  # the four equal-budget targets need handoff-vote and oracle-vote
     assert "sensitivity no-penalty" in text and "98.1%" in text
     assert max(len(line) for line in text.splitlines()) <= 120
 
@@ -126,7 +135,7 @@ def test_print_summary_reports_unmet_targets_by_name() -> None:
     res = make_results()
     res["systems"]["rapo"]["context_loss_events"] = 3
     text = _summary_text(res)
-    assert "targets met: 7/8" in text
+    assert "targets met: 11/12" in text
     assert "rapo context-loss events" in text.split("not met:")[1]
 
 
@@ -135,7 +144,7 @@ def test_print_summary_reports_unmet_targets_by_name() -> None:
 
 def test_targets_all_met_on_constructed_values() -> None:
     checks = targets(make_results())
-    assert len(checks) == 8
+    assert len(checks) == 12
     assert all(c["met"] for c in checks), [c for c in checks if not c["met"]]
     by = _by_name(checks)
     assert by["rapo success at 50 transitions"]["value"] == pytest.approx(0.96)
@@ -190,7 +199,7 @@ def test_targets_without_rapo_are_unmet_not_crashing() -> None:
     del res["systems"]["rapo"]
     res["ratios"] = {}
     checks = targets(res)
-    assert len(checks) == 8
+    assert len(checks) == 12
     assert not any(c["met"] for c in checks)
     assert all(c["value"] is None for c in checks)
 
@@ -229,7 +238,10 @@ def test_report_markdown_has_tables_targets_breakdowns_and_images(full_report: t
                     "## By scenario", "## By reasoning type", "## Sensitivity to the simulated model"):
         assert heading in md
     assert "| **rapo** | 97.5% [96.0, 98.9] | 0.0% [0.0, 1.0] |" in md
-    assert "| latency reduction vs handoff | 62.0% [60.0, 64.0] | 42% |" in md
+    assert "| latency reduction per conversation vs handoff | 62.0% [60.0, 64.0] | 42% |" in md
+    assert "## The fair comparison" in md and "| handoff-vote (strongest baseline) |" in md
+    assert "rapo against handoff-vote: success +0.5 points [-1.0, +2.0], question-turn latency 63.0% lower" in md
+    assert "| rapo calls per question vs handoff-vote | <= 60% | 52.5% (2.10 vs 4.00) | met |" in md
     assert "| rapo success rate | >= 97% | 97.5% | met |" in md
     assert "customer-service" in md and "arithmetic" in md
     assert "| no-penalty | handoff | 93.4% |" in md
@@ -244,7 +256,7 @@ def test_missing_systems_ratios_and_sensitivity_do_not_crash(tmp_path: Path) -> 
     res["ratios"] = {}
     res["sensitivity"] = {}
     text = _summary_text(res)
-    assert "handoff" in text and "70.5%" in text and "targets met: 0/8" in text
+    assert "handoff" in text and "70.5%" in text and "targets met: 0/12" in text
     written = write_report(res, tmp_path)
     names = [p.name for p in written]
     assert names == ["report.md", "success_vs_transitions.png", "latency_vs_transitions.png", "ablations.png"]

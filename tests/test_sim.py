@@ -297,3 +297,43 @@ async def test_real_clock_queues_beyond_the_slots() -> None:
     four = time.perf_counter() - t0
     assert 1.7 <= four / single <= 2.6
     assert max(r.latency_s for r in results) > 1.8  # the queued calls report their wait, in model seconds
+
+
+async def test_a_question_it_cannot_read_gets_i_dont_know_not_an_acknowledgement() -> None:
+    sim = SimBackend(seed=0)
+    c = await sim.complete([U("The refund limit for order A17 is 120 dollars. How is the weather in Paris?")],
+                           model="sim-retriever")
+    assert c.text.splitlines()[-1] == "Answer: I don't know" and not c.text.startswith("Noted")
+    from rapo.consensus import ballot, extract_answer
+
+    assert ballot(extract_answer(c.text)) == ""  # an abstention casts no vote
+    ack = await sim.complete([U("The refund limit for order A17 is 120 dollars.")], model="sim-retriever")
+    assert ack.text.startswith("Noted")
+
+
+async def _slips(profile: str, n: int = 300) -> tuple[int, int]:
+    """(questions where two agents both slipped, of those the ones with the same wrong value)."""
+    sim = SimBackend(profile=profile, seed=4, skills={"sim-a": {"arithmetic": 0.7}, "sim-b": {"arithmetic": 0.7}})
+    both = same = 0
+    for i in range(n):
+        facts = f"The refund limit for order A{10 + i % 80} is {100 + i} dollars."
+        q = f"What is the refund limit for order A{10 + i % 80} multiplied by 3?"
+        a = answer_of((await sim.complete([Message(role="system", content="You are A."), U(f"{facts} {q}")],
+                                          model="sim-a")).text)
+        b = answer_of((await sim.complete([Message(role="system", content="You are B, another agent."),
+                                           U(f"{facts} {q}")], model="sim-b")).text)
+        right = f"{3 * (100 + i)} dollars"
+        if a != right and b != right:
+            both += 1
+            same += a == b
+    return both, same
+
+
+async def test_correlated_profile_makes_agents_share_their_mistakes() -> None:
+    assert PROFILES["correlated"].error_correlation == 0.5
+    both_ind, same_ind = await _slips("default")
+    both_cor, same_cor = await _slips("correlated")
+    # independent: P(both slip) ~ 0.09 and almost never the same number; correlated: far more often both,
+    # and then usually with the same value
+    assert both_ind < 45 and same_ind <= 2
+    assert both_cor > both_ind + 15 and same_cor >= 0.5 * both_cor

@@ -115,8 +115,10 @@ def bench(
     seed: int = typer.Option(0, help="Seed of the generator and the simulated model."),
     transitions: str = typer.Option("1-50", help="Agent transitions per conversation, A-B, spread evenly."),
     systems: Optional[str] = typer.Option(None, help="Comma-separated systems (default: all but the peers; add langgraph, autogen, openai-agents)."),
-    profile: str = typer.Option("default", help="Simulated-model profile for the main table."),
-    sensitivity: str = typer.Option("no-penalty,small-model", help="Extra profiles for the sensitivity table ('' for none; also: api)."),
+    profile: str = typer.Option("default", help="Simulated-model profile for the main table (e.g. correlated)."),
+    language: str = typer.Option("controlled", help="Wording of the conversations: controlled or natural (same "
+                                 "scenarios and truth, everyday English)."),
+    sensitivity: str = typer.Option("no-penalty,small-model,correlated", help="Extra profiles for the sensitivity table ('' for none; also: api)."),
     sensitivity_conversations: int = typer.Option(60, min=1, help="Conversations per sensitivity profile (first N of the same set)."),
     clock: str = typer.Option("virtual", help="virtual (computed latency) or real (awaits it, scaled)."),
     time_scale: float = typer.Option(0.001, min=1e-6, help="Real clock: seconds slept per simulated second."),
@@ -153,11 +155,13 @@ def bench(
         fail("--address names a Ray cluster: add --executor ray")
     if backend not in ("sim", "openai"):
         fail(f"--backend {backend!r}: use sim or openai")
+    if language not in ("controlled", "natural"):
+        fail(f"--language {language!r}: use controlled or natural")
     chosen = [s.strip() for s in systems.split(",") if s.strip()] if systems else list(ALL_SYSTEMS)
     try:
         cfg = BenchConfig(
             conversations=conversations, seed=seed, transitions=_parse_range(transitions), systems=chosen,
-            profile=profile, sensitivity=[p.strip() for p in sensitivity.split(",") if p.strip()],
+            profile=profile, language=language, sensitivity=[p.strip() for p in sensitivity.split(",") if p.strip()],
             sensitivity_conversations=sensitivity_conversations, clock=clock, time_scale=time_scale,
             backend=backend, base_url=base_url, api_key=api_key, model=model, concurrency=concurrency,
             team=str(team) if team else None, **({"workers": workers} if workers else {}),

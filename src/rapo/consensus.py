@@ -14,18 +14,24 @@ import time
 from functools import lru_cache
 import unicodedata
 from decimal import Decimal, InvalidOperation
-from typing import Awaitable, Callable, Generic, Sequence, TypeVar
+from typing import Awaitable, Callable, Generic, Protocol, Sequence, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from rapo.theory import DynamicsResult, _run_checked, check_alpha, default_alpha, step_bound
-from rapo.types import RapoError, trusted
+from rapo.tokens import count_message_tokens
+from rapo.types import Completion, Message, RapoError, trusted
 
 __all__ = [
+    "ABSTENTIONS",
+    "Ask",
+    "Deliberation",
     "FanOutResult",
     "VoteResult",
+    "ballot",
     "consensus_weights",
+    "deliberate",
     "extract_answer",
     "fan_out",
     "normalise_answer",
@@ -380,3 +386,167 @@ async def fan_out(
         cancelled=cancelled,
         errors=errors,
     )
+
+
+# --- deliberation: who is asked, in which order, and when to stop ---------------------------------
+
+ABSTENTIONS = frozenset({"unknown", "i don't know", "i do not know", "not given", "n/a", "none"})
+
+
+def ballot(value: str) -> str:
+    """The answer an agent votes for, normalised; an abstention ("unknown", "I don't know") casts none."""
+    norm = normalise_answer(value)
+    return "" if norm in ABSTENTIONS else norm
+
+
+class Ask(Protocol):
+    """How a deliberation reaches one candidate: its prompt for a round, and the call itself."""
+
+    def prompt(self, candidate: int, round_no: int, peers: str | None) -> list[Message]: ...
+
+    async def call(self, candidate: int, messages: list[Message], round_no: int) -> Completion: ...
+
+
+class DeliberationRound(BaseModel):
+    """One round: who was asked, what each said (None: cancelled or not counted), and the vote."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    asked: list[int]
+    values: dict[int, str | None]
+    vote: VoteResult
+    stopped_early: bool
+    latency_s: float
+
+
+class Deliberation(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    winner: int
+    value: str
+    agreement: float
+    rounds: list[DeliberationRound]
+    answers: dict[int, Completion]  # the last counted reply of each candidate
+    prompts: dict[int, list[Message]]  # the last prompt each candidate was sent
+    calls: int
+    prompt_tokens: int
+    output_tokens: int
+    latency_s: float
+    errors: list[tuple[int, str]]
+
+
+def peers_note(answers: Sequence[tuple[str, str]]) -> str:
+    """What each agent of a split vote is shown before the next round."""
+    return ("Other agents answered: " + "; ".join(f"{name}: {v}" for name, v in answers)
+            + ". Check the facts again and give your own final answer.")
+
+
+async def deliberate(
+    ask: Ask,
+    weights: Sequence[float],
+    *,
+    threshold: float,
+    max_rounds: int,
+    embed: Callable[[list[str]], np.ndarray],
+    names: Sequence[str],
+    start: int | None = None,
+    lam: float = 1.0,
+    alpha: float | None = None,
+    on_round: Callable[[DeliberationRound], None] | None = None,
+) -> Deliberation:
+    """Ask candidates (best first) until enough capability weight agrees; the shared vote of rapo and
+    of the equal-budget baselines.
+
+    ``start=None`` asks every candidate at once and stops as soon as `threshold` of the total weight
+    agrees (`fan_out`). ``start=k`` asks the first k, then one more at a time while the weight of the
+    leading answer among those asked is under `threshold` or (with two or more asked) only one agent
+    backs it: a vote costs a third call only where the first two disagree. A round that ends split
+    is followed, up to `max_rounds`, by one where every candidate sees the others' answers.
+    """
+    n = len(weights)
+    if n == 0:
+        raise RapoError("deliberate needs at least one candidate")
+    w = [float(x) for x in weights]
+    rounds: list[DeliberationRound] = []
+    answers: dict[int, Completion] = {}
+    prompts: dict[int, list[Message]] = {}
+    errors: list[tuple[int, str]] = []
+    calls = ptok = otok = 0
+    latency = 0.0
+    peers: str | None = None
+    result: VoteResult | None = None
+    counted: list[int] = []
+    for round_no in range(max_rounds):
+        sent = {i: ask.prompt(i, round_no, peers) for i in range(n)} if start is None or round_no else {}
+        got: dict[int, Completion] = {}
+        if start is None or round_no:  # everyone at once, early stop by latency order
+            order = list(range(n))
+            out = await fan_out([(lambda i=i: ask.call(i, sent[i], round_no)) for i in order],
+                                value_of=lambda c: ballot(extract_answer(c.text)), latency_of=lambda c: c.latency_s,
+                                weights=w, threshold=threshold)
+            calls += n
+            errors += [(order[i], msg) for i, msg in out.errors.items()]
+            for i in order:
+                res = out.results[i]
+                if res is not None:
+                    got[i] = res
+                    ptok, otok = ptok + res.prompt_tokens, otok + res.output_tokens
+                else:  # cancelled in flight: its prompt was still sent and read
+                    ptok += count_message_tokens(m.content for m in sent[i])
+            round_latency, stopped = out.latency_s, out.stopped_early
+        else:  # the first `start`, then one at a time while they disagree
+            round_latency, stopped, asked = 0.0, False, 0
+            while asked < n:
+                batch = list(range(asked, min(n, max(asked + 1, start))))
+                asked = batch[-1] + 1
+                for i in batch:
+                    sent[i] = ask.prompt(i, round_no, peers)
+                outs = await asyncio.gather(*(ask.call(i, sent[i], round_no) for i in batch), return_exceptions=True)
+                calls += len(batch)
+                for i, res in zip(batch, outs):
+                    if isinstance(res, BaseException):
+                        if not isinstance(res, Exception):
+                            raise res
+                        errors.append((i, str(res) or type(res).__name__))
+                        continue
+                    got[i] = res
+                    ptok, otok = ptok + res.prompt_tokens, otok + res.output_tokens
+                ok = [res for res in outs if not isinstance(res, BaseException)]
+                round_latency += max((c.latency_s for c in ok), default=0.0)
+                if not got and asked >= n:
+                    raise next(r for r in outs if isinstance(r, BaseException))  # type: ignore[misc]
+                tally: dict[str, float] = {}
+                for i, c in got.items():
+                    if (b := ballot(extract_answer(c.text))):
+                        tally[b] = tally.get(b, 0.0) + w[i]
+                asked_weight = sum(w[:asked]) or 1.0
+                lead = max(tally, key=tally.__getitem__) if tally else None
+                backers = sum(1 for c in got.values() if lead and ballot(extract_answer(c.text)) == lead)
+                if lead is not None and tally[lead] >= threshold * asked_weight and (asked == 1 or backers >= 2):
+                    stopped = asked < n
+                    break
+        counted = sorted(got)
+        if not counted:
+            raise RapoError("no candidate answered")
+        values = [ballot(extract_answer(got[i].text)) for i in counted]
+        result = vote(values, embed(values), np.asarray([w[i] for i in counted]), lam=lam, alpha=alpha)
+        answers.update(got)
+        prompts.update({i: sent[i] for i in counted})
+        latency += round_latency
+        rnd = DeliberationRound(asked=sorted(sent), values={i: (values[counted.index(i)] if i in got else None)
+                                                            for i in sorted(sent)},
+                                vote=result, stopped_early=stopped, latency_s=round_latency)
+        rounds.append(rnd)
+        if on_round is not None:
+            on_round(rnd)
+        agreement = result.agreement
+        if start is not None and not round_no:  # the incremental round decides on those it asked
+            agreement = result.support.get(result.value, 0.0) / (sum(w[i] for i in sorted(sent)) or 1.0)
+        if agreement >= threshold:
+            break
+        peers = peers_note([(names[i], v) for i, v in zip(counted, values)])
+    assert result is not None
+    winner = counted[result.winner]
+    return Deliberation(winner=winner, value=result.value, agreement=float(agreement), rounds=rounds,
+                        answers=answers, prompts=prompts, calls=calls, prompt_tokens=ptok, output_tokens=otok,
+                        latency_s=latency, errors=errors)

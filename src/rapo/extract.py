@@ -459,7 +459,7 @@ _FROM_TO_RE = re.compile(
     r"(?:\s+(?:up|down|back|forward))?\s+from\s+(?P<old>.+?)\s+to\s+(?P<value>.+)$",
     re.IGNORECASE,
 )
-# A finite verb after a named subject, for facts stated with any verb ("Order B22 ships in 3 days",
+# A finite verb after a named subject, for facts stated with any verb ("Acme's contract renews on March 3",
 # "Ana now manages site 9"): a lowercase word in -s or -ed, or a common irregular form, after at
 # most one adverb. Only where no copula or assignment form matched.
 _ADVERBS = frozenset("now still also already just only usually currently officially finally always "
@@ -561,7 +561,7 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
     if re.match(r"(?i)(?:i|we|you|he|she|they|i'm|we're|you're)\b", subject):
         return None  # "I went ... and it was great": about the speaker, no keyed value
     attribute, entity_ids = parse_subject(full_subject)
-    if extra_attr:  # the verb names the attribute: "Order B22 ships in 3 days" -> "order ship" of b22
+    if extra_attr:  # the verb names the attribute: "Order B22 leaves in 3 days" -> "order leave" of b22
         if not entity_ids and len(subject.split()) == 1 and subject[:1].isupper():
             entity_ids = (subject.lower(),)
         kept = [w for w in attribute.split() if w not in entity_ids]

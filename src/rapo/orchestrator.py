@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from rapo.classify import RequirementClassifier
-from rapo.consensus import extract_answer, fan_out, normalise_answer, vote
+from rapo.consensus import ballot, deliberate, extract_answer, normalise_answer
 from rapo.embed import make_embedder
 from rapo.extract_llm import extract_with_model
 from rapo.backends.retry import BackendUnavailable
@@ -35,14 +35,6 @@ _REQUEST = re.compile(
     r"sum|total|add|subtract|multiply|divide|convert|rank|sort|classify|translate|prepare|create|design)\b",
     re.IGNORECASE | re.MULTILINE,
 )
-
-
-_ABSTAIN = {"unknown", "i don't know", "i do not know", "not given", "n/a", "none"}
-
-
-def _vote(value: str) -> str:
-    """The answer an agent votes for; an abstention ("unknown") casts no vote."""
-    return "" if value in _ABSTAIN else value
 
 
 StageHook = Callable[[str, "TurnRecord", "RoundRecord | None"], None]
@@ -360,7 +352,7 @@ class Orchestrator:
         record.handoff = self._handoff(conv)
         stage("routing", record, None)
 
-        trigger = self._consensus_trigger(critical, decision)
+        trigger = self._consensus_trigger(critical, decision, r, order)
         t_wait = time.perf_counter()
         if trigger is None:
             agent, completion = await self._call_with_failover(order, r, record, conv, text, stage)
@@ -433,17 +425,25 @@ class Orchestrator:
         question = conv.last_question if len(conv.last_question) <= 90 else conv.last_question[:87] + "..."
         return f"{self.names[conv.previous_agent]} handled the previous request ({question}) and answered: {conv.last_answer}."
 
-    def _consensus_trigger(self, critical: bool, decision: RoutingDecision) -> str | None:
+    def _consensus_trigger(self, critical: bool, decision: RoutingDecision, r: np.ndarray,
+                           order: np.ndarray) -> str | None:
+        """How an answer step is decided: one call (None), every agent at once ("always"), or, in
+        "auto", a deliberation that starts with `consensus.start` agents ("auto", "critical") or with
+        the top agent alone when its learned capability for this step is sure enough ("solo")."""
         cfg = self.team.consensus
         if cfg.mode == "never" or len(self.agents) < 2:
             return None
-        if critical:
-            return "critical"
         if cfg.mode == "always":
             return "always"
-        if decision.confidence < cfg.low_confidence:
-            return "low-confidence"
-        return None
+        if critical:
+            return "critical"
+        if cfg.solo_confidence is not None:
+            top = int(order[0])
+            mean = float(self.matrix.mean_row(top) @ r)
+            sd = float(np.sqrt(self.matrix.var()[top] @ (r * r)))
+            if mean - 2.0 * sd >= cfg.solo_confidence:
+                return "solo"
+        return "auto"
 
     def _messages(
         self, agent: int, r: np.ndarray, record: TurnRecord, conv: ConversationState, text: str, peers: str | None = None,
@@ -500,86 +500,64 @@ class Orchestrator:
         cfg = self.team.consensus
         chosen = order[: min(cfg.m, len(self.agents))].tolist()
         weights = self.matrix.mean()[chosen] @ r
+        start = None if trigger == "always" else (1 if trigger == "solo" else min(cfg.start, len(chosen)))
+        plans: dict[tuple[int, int], PromptPlan] = {}
+        shared: dict[int, dict[str, Message]] = {}
+        orch = self
+
+        class _Ask:
+            def prompt(self, i: int, round_no: int, peers: str | None) -> list[Message]:
+                messages, plan = orch._messages(chosen[i], r, record, conv, text, peers,
+                                                shared.setdefault(round_no, {}))
+                plans[(i, round_no)] = plan
+                if round_no == 0 and i == 0:
+                    record.agent, record.prompt, record.strategy = orch.names[chosen[0]], messages, plan.strategy_kind
+                    stage("prompt", record, None)
+                return messages
+
+            async def call(self, i: int, messages: list[Message], round_no: int) -> Completion:
+                return await orch._call(chosen[i], messages, sample=round_no)
+
         rounds: list[RoundRecord] = []
-        peers: str | None = None
-        total_latency = 0.0
-        winner_agent, value, agreement = chosen[0], "", 0.0
-        answers: dict[int, Completion] = {}
-        sent: dict[int, tuple[list[Message], PromptPlan]] = {}
-        parsed: dict[str, str] = {}  # reply text -> its normalised answer, parsed once per reply
 
-        def shown_of(reply: str) -> str:
-            value = parsed.get(reply)
-            if value is None:
-                value = parsed[reply] = normalise_answer(extract_answer(reply))
-            return value
-
-        for round_no in range(cfg.max_rounds):
-            shared: dict[str, Message] = {}
-            built = [self._messages(a, r, record, conv, text, peers, shared) for a in chosen]
-            prompts = [m for m, _ in built]
-            sent = {a: (m, plan) for a, (m, plan) in zip(chosen, built)}
-            if round_no == 0:
-                record.agent, record.prompt, record.strategy = self.names[chosen[0]], prompts[0], built[0][1].strategy_kind
-                stage("prompt", record, None)
-            calls = [
-                (lambda a=a, p=p: self._call(a, p, sample=round_no)) for a, p in zip(chosen, prompts)
-            ]
-            try:
-                out = await fan_out(
-                    calls,
-                    value_of=lambda c: _vote(shown_of(c.text)),
-                    latency_of=lambda c: c.latency_s,
-                    weights=[float(w) for w in weights],
-                    threshold=cfg.threshold,
-                )
-            except BackendUnavailable as err:  # every agent asked failed
-                names = ", ".join(self.names[a] for a in chosen)
-                raise BackendUnavailable(f"no agent of the team could answer ({names}); first error: {err}") from err
-            record.failovers += [f"{self.names[chosen[i]]}: {msg}" for i, msg in out.errors.items()]
-            used = out.used  # fan_out raises when no call returned, so at least one answer is here
-            record.calls += len(calls)
-            for i, res in enumerate(out.results):
-                if res is not None and i in used:
-                    record.prompt_tokens += res.prompt_tokens
-                    record.output_tokens += res.output_tokens
-                else:  # cancelled in flight: its prompt was still sent and read
-                    record.prompt_tokens += count_message_tokens(m.content for m in prompts[i])
-            shown = {i: shown_of(out.results[i].text) for i in used}  # type: ignore[union-attr]
-            values = [_vote(shown[i]) for i in used]
-            vectors = self.embedder.embed(values)
-            result = vote(values, vectors, np.asarray([weights[i] for i in used]), lam=cfg.lam, alpha=cfg.alpha)
-            winner_agent = chosen[used[result.winner]]
-            value, agreement = result.value, float(result.agreement)
-            for i in used:
-                answers[chosen[i]] = out.results[i]  # type: ignore[assignment]
-            total_latency += out.latency_s
+        def on_round(rnd: Any) -> None:
+            res = rnd.vote
             rounds.append(trusted(
                 RoundRecord,
-                agents=[self.names[a] for a in chosen],
-                values={self.names[a]: shown.get(i) for i, a in enumerate(chosen)},
-                support={k: round(float(v), 4) for k, v in result.support.items()},
-                agreement=round(agreement, 4),
-                winner=self.names[winner_agent],
-                stopped_early=out.stopped_early,
-                residuals=[float(x) for x in result.dynamics.residuals],
-                alpha=float(result.dynamics.alpha),
-                lipschitz=float(result.dynamics.L),
-                latency_s=out.latency_s,
+                agents=[self.names[chosen[i]] for i in rnd.asked],
+                values={self.names[chosen[i]]: v for i, v in rnd.values.items()},
+                support={k: round(float(v), 4) for k, v in res.support.items()},
+                agreement=round(float(res.agreement), 4),
+                winner=self.names[chosen[[i for i in rnd.asked if rnd.values[i] is not None][res.winner]]],
+                stopped_early=rnd.stopped_early,
+                residuals=[float(x) for x in res.dynamics.residuals],
+                alpha=float(res.dynamics.alpha),
+                lipschitz=float(res.dynamics.L),
+                latency_s=rnd.latency_s,
             ))
             stage("consensus_round", record, rounds[-1])
-            if agreement >= cfg.threshold:
-                break
-            peers = "Other agents answered: " + "; ".join(
-                f"{self.names[chosen[i]]}: {v}" for i, v in zip(used, values)
-            ) + ". Check the facts again and give your own final answer."
-        if self.team.routing.learn and agreement >= cfg.threshold:
-            for a, completion in answers.items():
-                agree = _vote(shown_of(completion.text)) == value
-                self.matrix.update(a, r, agree)
-        record.prompt, record.strategy = sent[winner_agent][0], sent[winner_agent][1].strategy_kind
-        record.answer = answers[winner_agent].text
-        record.value = value
+
+        try:
+            out = await deliberate(_Ask(), [float(x) for x in weights], threshold=cfg.threshold,
+                                   max_rounds=cfg.max_rounds, embed=self.embedder.embed,
+                                   names=[self.names[a] for a in chosen], start=start, lam=cfg.lam,
+                                   alpha=cfg.alpha, on_round=on_round)
+        except BackendUnavailable as err:  # every agent asked failed
+            names = ", ".join(self.names[a] for a in chosen)
+            raise BackendUnavailable(f"no agent of the team could answer ({names}); first error: {err}") from err
+        record.failovers += [f"{self.names[chosen[i]]}: {msg}" for i, msg in out.errors]
+        record.calls += out.calls
+        record.prompt_tokens += out.prompt_tokens
+        record.output_tokens += out.output_tokens
+        if self.team.routing.learn and out.agreement >= cfg.threshold and len(out.answers) > 1:
+            for i, completion in out.answers.items():  # a lone answer has nobody to agree with: no credit
+                self.matrix.update(chosen[i], r, ballot(extract_answer(completion.text)) == out.value)
+        winner = chosen[out.winner]
+        last_round = len(out.rounds) - 1
+        record.prompt = out.prompts[out.winner]
+        record.strategy = plans.get((out.winner, last_round), plans.get((out.winner, 0))).strategy_kind  # type: ignore[union-attr]
+        record.answer = out.answers[out.winner].text
+        record.value = out.value
         record.consensus = trusted(ConsensusRecord, triggered_by=trigger, rounds=rounds,
-                                   agreement=round(agreement, 4), value=value)
-        return winner_agent, total_latency
+                                   agreement=round(out.agreement, 4), value=out.value)
+        return winner, out.latency_s

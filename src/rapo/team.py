@@ -52,10 +52,15 @@ class RoutingConfig(_Strict):
 
 
 class ConsensusConfig(_Strict):
-    mode: Literal["auto", "always", "never"] = "auto"
-    m: int = Field(3, ge=2, le=16, description="Agents asked at once.")
+    mode: Literal["auto", "always", "never"] = Field(
+        "auto", description="auto: every answer step asks `start` agents and adds one while they disagree; "
+        "always: all m at once; never: one call.")
+    m: int = Field(3, ge=2, le=16, description="Agents a vote may ask (always: all at once).")
+    start: int = Field(2, ge=1, le=16, description="auto: agents asked first; more only on disagreement.")
+    solo_confidence: float | None = Field(
+        0.99, gt=0, le=1, description="auto: one agent alone answers when its learned capability for the "
+        "step, minus two posterior standard deviations, reaches this (None: never alone).")
     threshold: float = Field(0.6, gt=0, le=1, description="Capability-weighted agreement that ends a round.")
-    low_confidence: float = Field(0.08, ge=0, description="Routing margin under which 'auto' fans out.")
     max_rounds: int = Field(2, ge=1, le=5)
     lam: float = Field(1.0, ge=0, description="Anchor weight lambda of the disagreement energy.")
     alpha: float | None = Field(None, gt=0, description="Step size; default 0.9/(2L).")

@@ -5,8 +5,9 @@ punish: facts missing from the prompt, long prompts ("lost in the middle"), weak
 matches. It is a Backend like any other and has no channel to the generator's ground truth: every
 decision is a function of (run seed, model name, the messages, sample index) only.
 
-Reading rules (the sim's "understanding" is the controlled language of
-docs/conversation-language.md, parsed with rapo.bench.language):
+Reading rules (the sim's "understanding" is the benchmark's two languages of
+docs/conversation-language.md, the controlled one and the everyday one, read with rapo.bench.language
+and rapo.bench.natural; it reads nothing else, so a real model is the test of other English):
 
 - the question is the last question sentence of the LAST user message;
 - facts are statements found in system and user messages; assistant messages are NOT read for
@@ -36,11 +37,11 @@ from rapo.bench.language import (
     normalise_answer,
     parse_number,
     parse_question,
-    statements_with_offsets,
     parse_statements,
     solve,
     value_entity,
 )
+from rapo.bench.natural import parse_natural_question, read_facts
 from rapo.tokens import _TOKEN, count_message_tokens, count_tokens
 from rapo.types import Completion, Message, RapoError
 
@@ -64,6 +65,10 @@ class SimProfile(BaseModel):
     route_err_base: chance a routing decision picks a wrong agent on a short prompt.
     route_err_per_1k: added routing error per 1,000 prompt tokens past the knee.
     route_err_max: cap on the routing error.
+    error_correlation: the chance that an agent's reasoning slip is drawn from a draw shared by every
+        agent that reads the same question over the same facts, rather than from its own: then agents
+        err on the same questions and give the same wrong value, as real models given the same
+        prompt do. 0 keeps every agent's errors independent.
     """
 
     name: str
@@ -79,6 +84,7 @@ class SimProfile(BaseModel):
     route_err_base: float = Field(0.02, ge=0, le=1)
     route_err_per_1k: float = Field(0.03, ge=0)
     route_err_max: float = Field(0.4, ge=0, le=1)
+    error_correlation: float = Field(0.0, ge=0, le=1)
 
     def recall(self, prompt_tokens: int, positions: np.ndarray) -> np.ndarray:
         """Probability of recalling a present fact at relative positions ``positions`` (0..1)."""
@@ -123,6 +129,9 @@ PROFILES: dict[str, SimProfile] = {
         route_err_per_1k=0.06,
         route_err_max=0.6,
     ),
+    # The default model, but agents' mistakes on the same question agree half of the time: a vote
+    # then gains less, as it does with real models that share training data.
+    "correlated": SimProfile(name="correlated", error_correlation=0.5),
     # A hosted API: network and queueing in the first token, fast prefill, long effective context.
     "api": SimProfile(
         name="api",
@@ -297,25 +306,24 @@ class SimBackend:
         prompt_tokens = count_message_tokens(m.content for m in messages)
         system_text = "\n".join(m.content for m in messages if m.role == "system")
         agents = _routing_agents(system_text + "\n" + last_user.content)
-        question = parse_question(last_user.content)
+        question = _question(last_user.content)
         if agents:
             if question is None:
-                question = next((q for m in reversed(users) if (q := parse_question(m.content))), None)
+                question = next((q for m in reversed(users) if (q := _question(m.content))), None)
             return self._route(agents, question, prompt_tokens, rng)
         if question is None:
+            if _asks(last_user.content):  # a question it cannot read: an abstention, not a reply to a statement
+                return _cannot_parse(rng)
             return _acknowledge(last_user.content, rng)
         return self._answer(messages, question, model, prompt_tokens, rng)
 
     def _facts(self, messages: Sequence[Message]) -> dict[tuple[str, str], _Fact]:
+        """Facts stated in system and user messages, the latest statement of a subject winning, each at
+        its relative position in the prompt."""
         total = sum(len(m.content) + 1 for m in messages) or 1
-        facts: dict[tuple[str, str], _Fact] = {}
-        offset = 0
-        for m in messages:
-            if m.role in ("system", "user"):
-                for start, st in statements_with_offsets(m.content):
-                    facts[(st.attr, st.entity)] = _Fact(st.value, (offset + start + st.pos) / total)
-            offset += len(m.content) + 1
-        return facts
+        read = [m.role in ("system", "user") for m in messages]
+        return {(f.attr, f.entity): _Fact(f.value, f.offset / total)
+                for f in read_facts([m.content for m in messages], read)}
 
     def _answer(
         self,
@@ -348,9 +356,20 @@ class SimBackend:
             attr, entity = failed[0] if failed else q.subjects[0]
             return _abstain(attr, entity, rng)
         answer = sol.answer
-        if not failed and rng.random() >= self.skill(model, q.type):
-            answer = _wrong_answer(answer, q, facts, rng)
+        if not failed:
+            draw, wrong_rng = rng.random(), rng
+            corr = self.profile.error_correlation
+            if corr > 0 and rng.random() < corr:  # this slip is the one every agent shares
+                wrong_rng = self._shared_rng(q, sol.used)
+                draw = float(wrong_rng.random())
+            if draw >= self.skill(model, q.type):
+                answer = _wrong_answer(answer, q, facts, wrong_rng)
         return _rationale(q, sol.used, answer, rng)
+
+    def _shared_rng(self, q: ParsedQuestion, used: list[tuple[str, str, str]]) -> np.random.Generator:
+        """The draw every agent shares on this question over these facts (the correlated profile)."""
+        return np.random.default_rng(_stable_u64("shared-slip", self.seed, q.type, q.subjects, q.chain, q.operator,
+                                                 q.constant, q.claimed, sorted(used)))
 
     def _route(
         self,
@@ -373,6 +392,11 @@ class SimBackend:
 
 
 # ---------------------------------------------------------------------- helpers (no state)
+
+
+def _question(text: str) -> ParsedQuestion | None:
+    """The last question of a message, in either of the benchmark's languages."""
+    return parse_question(text) or parse_natural_question(text)
 
 
 def _routing_agents(text: str) -> list[tuple[str, str]]:
@@ -497,6 +521,22 @@ def _abstain(attr: str, entity: str, rng: np.random.Generator) -> str:
         ),
     )
     return f"{text}\nAnswer: unknown"
+
+
+_QUESTION_MARK = re.compile(r"\?\s*$", re.M)
+
+
+def _asks(text: str) -> bool:
+    """A message that asks something: a sentence ending in a question mark."""
+    return "?" in text and bool(_QUESTION_MARK.search(text) or re.search(r"\?(?=\s)", text))
+
+
+def _cannot_parse(rng: np.random.Generator) -> str:
+    text = _choice(rng, (
+        "I don't know; I could not work out what is being asked from the details I have.",
+        "I'm not sure what you are asking, so I cannot give a value.",
+    ))
+    return f"{text}\nAnswer: I don't know"
 
 
 def _acknowledge(text: str, rng: np.random.Generator) -> str:

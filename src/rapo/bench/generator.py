@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel
 
@@ -38,6 +38,9 @@ from rapo.bench.language import (
 )
 from rapo.types import RapoError
 
+LANGUAGES = ("controlled", "natural")
+"""The wordings a conversation can be written in; the world, the questions and the truth are the same."""
+
 QUESTION_PROBABILITY = 0.37
 """Share of turns after the first that ask a question (the last turn always does)."""
 
@@ -58,8 +61,10 @@ class NeededFact(BaseModel):
     attr: str
     entity: str
     value: str
-    sentence: str
+    sentence: str  # as written in the conversation (in the natural language, perhaps "It ships in five days")
     turn: int
+    written: str = ""  # the value as that sentence writes it ("five days", "$120"); empty: as `value`
+    plain: str = ""  # the fact in the controlled language, self-contained (what the oracle is handed)
 
 
 class QuestionTruth(BaseModel):
@@ -95,6 +100,8 @@ class _Stated:
     sentence: str
     turn: int
     history: list[str] = field(default_factory=list)
+    written: str = ""
+    plain: str = ""
 
 
 @dataclass
@@ -117,6 +124,8 @@ class _World:
         self.stated: dict[tuple[str, str], _Stated] = {}
         self.links: dict[tuple[str, str], str] = {}
         self.protected: tuple[str, str] | None = None
+        self.writer: Any = None  # a NaturalWriter: the same world, written in everyday English
+        self.texts: list[str] = []  # the turns written so far (a natural correction may point back)
         id_kinds = [k for k in scenario.kinds if not k.named]
         for i, kind in enumerate(id_kinds):
             for _ in range((3 + n_turns // 8) if i == 0 else (2 + n_turns // 15)):
@@ -254,13 +263,52 @@ class _World:
         got = [(s.attr, s.entity, s.value) for s in parsed]
         if got != [(p.attr, p.entity, p.value) for p in plans]:  # pragma: no cover - a template/parser bug
             raise RapoError(f"generator wrote a turn the parser reads differently: {text!r} -> {got}")
-        for p, s in zip(plans, parsed):
+        written = [(s.text, p.value) for p, s in zip(plans, parsed)]
+        if self.writer is not None:
+            text, written = self._natural(plans)
+        for p, s, (sentence, shown) in zip(plans, parsed, written):
             key = (p.attr, p.entity)
             history = self.stated[key].history + [self.stated[key].value] if key in self.stated else []
-            self.stated[key] = _Stated(p.value, s.text, turn, history)
+            self.stated[key] = _Stated(p.value, sentence, turn, history, shown, s.text)
             if first and self.protected is None and self._attr(p.attr).kind == "number":
                 self.protected = key
         return text
+
+    def _natural(self, plans: list[_Plan]) -> tuple[str, list[tuple[str, str]]]:
+        """The turn in everyday English, checked to read back (with the turns before it) to the plans."""
+        from collections import Counter
+
+        from rapo.bench.natural import Plan, read_facts
+
+        seen = Counter(normalise_answer(v) for st in self.stated.values() for v in [st.value, *st.history])
+        seen.update(normalise_answer(p.value) for p in plans)
+        unique = [v for v, n in seen.items() if n == 1]
+        text, written = self.writer.statements([Plan(p.attr, p.entity, p.value, p.update, p.old) for p in plans],
+                                               unique)
+        want = sorted((p.attr, p.entity, normalise_answer(p.value)) for p in plans)
+        got = sorted((f.attr, f.entity, normalise_answer(f.value)) for f in read_facts([text]))
+        if got != want:  # a correction that names only the old value reads with the turns before it
+            base = sum(len(t) + 1 for t in self.texts)
+            got = sorted((f.attr, f.entity, normalise_answer(f.value)) for f in read_facts([*self.texts, text])
+                         if f.offset >= base)
+        if got != want:  # pragma: no cover - a writer/reader bug
+            raise RapoError(f"natural writer wrote a turn its reader reads differently: {text!r} -> {got}, want {want}")
+        return text, [(w.sentence, w.value) for w in written]
+
+    def natural_question(self, q: QuestionTruth) -> QuestionTruth:
+        """The question in everyday English, checked to read back to the same question."""
+        from rapo.bench.language import parse_question
+        from rapo.bench.natural import parse_natural_question
+
+        parsed = parse_question(q.text)
+        assert parsed is not None
+        text = self.writer.question(parsed)
+        back = parse_natural_question(text)
+        fields = ("type", "subjects", "chain", "operator", "constant")
+        if back is None or any(getattr(back, f) != getattr(parsed, f) for f in fields) or \
+                normalise_answer(back.claimed or "") != normalise_answer(parsed.claimed or ""):  # pragma: no cover
+            raise RapoError(f"natural writer wrote a question its reader reads differently: {text!r} -> {back}")
+        return q.model_copy(update={"text": text})
 
     # ------------------------------------------------------------------ questions
 
@@ -279,6 +327,8 @@ class _World:
                 value=self.stated[(a, e)].value,
                 sentence=self.stated[(a, e)].sentence,
                 turn=self.stated[(a, e)].turn,
+                written=self.stated[(a, e)].written,
+                plain=self.stated[(a, e)].plain,
             )
             for a, e in keys
         ]
@@ -443,23 +493,35 @@ class _World:
         raise RapoError("no question can be asked: no fact was stated")  # pragma: no cover
 
 
-def generate_conversation(index: int, seed: int, n_turns: int, scenario: Scenario) -> Conversation:
-    """One conversation; its randomness depends only on (seed, index)."""
+def generate_conversation(index: int, seed: int, n_turns: int, scenario: Scenario,
+                          language: str = "controlled") -> Conversation:
+    """One conversation; its randomness depends only on (seed, index). The natural wording draws its
+    choices from a stream of its own, so both languages write the same world and the same truth."""
     rng = random.Random(f"rapo-generator:{seed}:{index}")
     world = _World(scenario, rng, n_turns)
+    if language == "natural":
+        from rapo.bench.natural import NaturalWriter
+
+        world.writer = NaturalWriter(random.Random(f"rapo-natural:{seed}:{index}"))
     turns: list[Turn] = []
+
+    def ask(anchor: bool) -> QuestionTruth:
+        q = world.question(anchor)
+        return world.natural_question(q) if world.writer is not None else q
+
     for t in range(1, n_turns + 1):
         if t == 1:
             text = world.statements(1, rng.randint(2, 4), first=True)
-            q = world.question(anchor=False) if n_turns == 1 else None
+            q = ask(anchor=False) if n_turns == 1 else None
             if q is not None:
                 text = f"{text} {q.text}"
             turns.append(Turn(index=1, text=text, question=q))
         elif t == n_turns or rng.random() < QUESTION_PROBABILITY:
-            q = world.question(anchor=(t == n_turns and n_turns >= 10))
+            q = ask(anchor=(t == n_turns and n_turns >= 10))
             turns.append(Turn(index=t, text=q.text, question=q))
         else:
             turns.append(Turn(index=t, text=world.statements(t, rng.choices((1, 2, 3), (0.45, 0.35, 0.2))[0], first=False)))
+        world.texts.append(turns[-1].text)
     return Conversation(id=f"s{seed}-c{index:05d}", seed=seed, scenario=scenario.name, turns=turns)
 
 
@@ -469,6 +531,7 @@ def generate(
     transitions: tuple[int, int] = (1, 50),
     scenarios: Sequence[str] | None = None,
     indices: Sequence[int] | None = None,
+    language: str = "controlled",
 ) -> list[Conversation]:
     """``n_conversations`` conversations; conversation i has ``lo + i % (hi - lo + 1)`` turns (an even
     spread of agent transitions) and scenario ``scenarios[i % len(scenarios)]``. Each depends only on
@@ -486,4 +549,7 @@ def generate(
     chosen = range(n_conversations) if indices is None else indices
     if any(not 0 <= i < n_conversations for i in chosen):
         raise RapoError(f"indices must lie in [0, {n_conversations})")
-    return [generate_conversation(i, seed, lo + i % width, SCENARIOS[names[i % len(names)]]) for i in chosen]
+    if language not in LANGUAGES:
+        raise RapoError(f"unknown language {language!r}; choose from {', '.join(LANGUAGES)}")
+    return [generate_conversation(i, seed, lo + i % width, SCENARIOS[names[i % len(names)]], language)
+            for i in chosen]

@@ -563,15 +563,20 @@ def _parse_one_question(s: str) -> ParsedQuestion | None:
     return None
 
 
-@lru_cache(maxsize=65536)
-def parse_question(text: str) -> ParsedQuestion | None:
-    """The last question in ``text`` (a sentence ending in '?' that matches a question form)."""
+def last_question(text: str, parse_one: Callable[[str], ParsedQuestion | None]) -> ParsedQuestion | None:
+    """The last sentence of ``text`` ending in '?' that `parse_one` reads (either language's reader)."""
     for _, sentence in reversed(_sentences(text)):
         if sentence.rstrip().endswith("?"):
-            q = _parse_one_question(sentence)
+            q = parse_one(sentence)
             if q is not None:
                 return q
     return None
+
+
+@lru_cache(maxsize=65536)
+def parse_question(text: str) -> ParsedQuestion | None:
+    """The last question in ``text`` (a sentence ending in '?' that matches a question form)."""
+    return last_question(text, _parse_one_question)
 
 
 # --------------------------------------------------------------------------- solving

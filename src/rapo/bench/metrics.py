@@ -1,12 +1,14 @@
 """Scoring a turn against the truth, and summarising systems with bootstrap intervals.
 
 Only this module and the oracle see the truth; systems get text. Every system is scored by the same
-code: the answer is the reply's `Answer:` value, normalised; context loss is a needed fact whose
-current value is not stated anywhere in the prompt the answering agent got.
+code: the answer is the reply's `Answer:` value, normalised; context loss is a needed fact that the
+prompt the answering agent got does not hold, judged from the ground truth's own strings (never by
+reading the prompt with the generator's parser, which would hide a sentence a system failed to read).
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
@@ -14,7 +16,7 @@ import numpy as np
 from dataclasses import dataclass, fields
 from rouge_score import rouge_scorer, tokenizers
 
-from rapo.bench.language import parse_statements
+from rapo.bench.language import KINDS
 from rapo.consensus import extract_answer, normalise_answer
 
 _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
@@ -55,15 +57,32 @@ def astuple_fast(r: TurnScore) -> tuple:
     return tuple(getattr(r, f) for f in FIELDS)
 
 
-@lru_cache(maxsize=65_536)
-def _stated(prompt_text: str) -> frozenset[tuple[str, str]]:
-    return frozenset((s.key, normalise_answer(s.value)) for s in parse_statements(prompt_text))
+@lru_cache(maxsize=16_384)
+def _word(text: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w.])" + re.escape(text) + r"(?![\w])", re.IGNORECASE)
+
+
+def fact_present(prompt: str, need: Any) -> bool:
+    """The prompt holds the fact: the sentence that stated it, as written, or a line naming the
+    fact's subject (its identifier or name, whole word) beside its current value (canonical, or as
+    the sentence wrote it). A superseded value, or the value of a near-duplicate subject (A71 for
+    A17), is not the fact."""
+    if need.sentence and need.sentence in prompt:
+        return True
+    first, _, rest = need.entity.partition(" ")
+    named = rest in KINDS and KINDS[rest].named  # "gold tier" -> Gold; "order a17" -> A17
+    subject = _word(first if named or not rest else rest)
+    values = [_word(v) for v in dict.fromkeys([need.value, getattr(need, "written", "") or need.value]) if v]
+    for line in prompt.splitlines():
+        if subject.search(line) and any(v.search(line) for v in values):
+            return True
+    return False
 
 
 def context_lost(prompt_parts: Sequence[str], needed: Iterable[Any]) -> bool:
-    """True if any needed fact's current value is not stated in the prompt (read message by message)."""
-    stated = frozenset().union(*(_stated(p) for p in prompt_parts))
-    return any((n.key, normalise_answer(n.value)) not in stated for n in needed)
+    """True if any needed fact is not held by the prompt (all its messages, joined)."""
+    prompt = "\n".join(prompt_parts)
+    return any(not fact_present(prompt, n) for n in needed)
 
 
 @lru_cache(maxsize=65_536)
@@ -147,6 +166,8 @@ class _Table:
         self.loss = add(((r.loss or False) * 1.0 for r in records), q)
         self.rouge = add(((r.rouge or 0.0) for r in records), q)
         self.latency = add(r.lat for r in records)
+        self.q_latency = add((r.lat for r in records), q)
+        self.q_calls = add((r.calls for r in records), q)
         self.ptok = add(r.ptok for r in records)
         self.otok = add(r.otok for r in records)
         self.calls = add(r.calls for r in records)
@@ -172,6 +193,11 @@ class _Table:
             "rouge_l": s(self.rouge) / qs,
             "latency_mean_s": m(self.latency),
             "latency_turn_mean_s": s(self.latency) / turns,
+            # question turns only: statement turns may cost no call (rapo's default), so this is the
+            # like-for-like figure; per conversation (the sum) and per question
+            "latency_question_turns_mean_s": m(self.q_latency),
+            "latency_per_question_s": s(self.q_latency) / qs,
+            "calls_per_question": s(self.q_calls) / qs,
             "prompt_tokens_per_turn": s(self.ptok) / turns,
             "output_tokens_per_turn": s(self.otok) / turns,
             "calls_per_turn": s(self.calls) / turns,
@@ -222,6 +248,10 @@ def summarise(records: Sequence[TurnScore], boot: np.ndarray) -> dict[str, Any]:
     return out
 
 
+COMPARED = ("handoff", "handoff-vote", "round-robin", "round-robin-vote", "oracle", "oracle-vote")
+"""The systems rapo's ratios are computed against, when they ran on the same conversations."""
+
+
 def ratios(by_system: dict[str, Sequence[TurnScore]], boot: np.ndarray, subject: str = "rapo") -> dict[str, Any]:
     """The paper's headline ratios, with paired bootstrap intervals (same resampled conversations)."""
     if subject not in by_system:
@@ -229,12 +259,15 @@ def ratios(by_system: dict[str, Sequence[TurnScore]], boot: np.ndarray, subject:
     tables = {name: _Table(recs) for name, recs in by_system.items()}
     base = tables[subject]
     out: dict[str, Any] = {}
-    for other, key in (("handoff", "handoff"), ("round-robin", "round_robin"), ("oracle", "oracle")):
+    for other in COMPARED:
+        key = other.replace("-", "_")
         if other not in tables or tables[other].ids != base.ids:
             continue
         ta = tables[other]
         for metric, name, f in (
             ("latency_mean_s", f"latency_reduction_vs_{key}", lambda a, b: 1.0 - a / b),
+            ("latency_question_turns_mean_s", f"question_latency_reduction_vs_{key}", lambda a, b: 1.0 - a / b),
+            ("calls_per_question", f"calls_per_question_vs_{key}", lambda a, b: a / b),
             ("rouge_l", f"rouge_l_gain_vs_{key}", lambda a, b: a / b - 1.0),
             ("success_rate", f"success_gain_vs_{key}", lambda a, b: a - b),
         ):

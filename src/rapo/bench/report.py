@@ -20,9 +20,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
 # Display order; systems not listed here follow in the order the results give them.
-ORDER = ["round-robin", "handoff", "rapo", "rapo-no-consensus", "rapo-static-prompts",
-         "rapo-no-context-vectors", "rapo-no-learning", "rapo-random-routing", "oracle"]
-BASELINES = ("round-robin", "handoff")
+ORDER = ["round-robin", "round-robin-vote", "handoff", "handoff-vote", "rapo", "rapo-vote-always",
+         "rapo-no-consensus", "rapo-static-prompts", "rapo-no-context-vectors", "rapo-no-learning",
+         "rapo-random-routing", "oracle", "oracle-vote"]
+BASELINES = ("round-robin", "round-robin-vote", "handoff", "handoff-vote")
+ORACLES = ("oracle", "oracle-vote")
+# (ratio key stem, label) of the systems rapo is compared with, in the order the report lists them
+VERSUS = (("handoff_vote", "handoff-vote"), ("handoff", "handoff"), ("round_robin_vote", "round-robin-vote"),
+          ("round_robin", "round-robin"), ("oracle_vote", "oracle-vote"), ("oracle", "oracle"))
 PAPER_DEFAULT = {"latency_reduction": 0.42, "rouge_l_gain": 0.23, "success_rate": 0.89}
 BIN = 5  # transitions per bin in the curves: 20 conversations per T at 1,000 conversations is noisy
 PAPER_KNEE = 10  # the paper's system degrades past this many transitions
@@ -159,6 +164,25 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         f"{gap * 100:.1f} pts (rapo {_pct(sr)}, oracle {_pct(oracle.get('success_rate'))})" if gap is not None
         else "", lambda x: x <= 0.02 + 1e-12)
 
+    hv = systems.get("handoff-vote")
+    g = ratios.get("success_gain_vs_handoff_vote")
+    add("rapo success vs handoff-vote (equal budget)", ">= handoff-vote", g,
+        f"{g * 100:+.1f} pts (rapo {_pct(sr)}, handoff-vote {_pct(hv.get('success_rate'))})" if g is not None and hv
+        else "", lambda x: x >= 0)
+    c = ratios.get("calls_per_question_vs_handoff_vote")
+    add("rapo calls per question vs handoff-vote", "<= 60%", c,
+        f"{_pct(c)} ({_num(rapo.get('calls_per_question'))} vs {_num(hv.get('calls_per_question'))})"
+        if c is not None and rapo and hv else "", lambda x: x <= 0.60)
+    q = ratios.get("question_latency_reduction_vs_handoff_vote")
+    add("rapo question-turn latency reduction vs handoff-vote", ">= 40%", q,
+        f"{_pct(q)} {_ci_text(ratios.get('question_latency_reduction_vs_handoff_vote_ci'), _bare_pct)}".strip(),
+        lambda x: x >= 0.40)
+    ov = systems.get("oracle-vote")
+    gv = -ratios["success_gain_vs_oracle_vote"] if _finite(ratios.get("success_gain_vs_oracle_vote")) else None
+    add("rapo success within 2 points of oracle-vote (the ceiling)", "oracle-vote - rapo <= 2.0 pts", gv,
+        f"{gv * 100:.1f} pts (rapo {_pct(sr)}, oracle-vote {_pct(ov.get('success_rate'))})" if gv is not None and ov
+        else "", lambda x: x <= 0.02 + 1e-12)
+
     lvo = ratios.get("latency_vs_oracle")
     if not _finite(lvo) and rapo and oracle and _finite(rapo.get("latency_mean_s")) \
             and _finite(oracle.get("latency_mean_s")) and oracle["latency_mean_s"] > 0:
@@ -188,6 +212,14 @@ _COST: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         f"{_num(s.get('prompt_tokens_per_turn'), 0)}+{_num(s.get('output_tokens_per_turn'), 0)}",
         fmt_value(s, "prompt_tokens_per_turn", 0)[1] if _finite(s.get("prompt_tokens_per_turn")) else "")),
     ("calls/turn", lambda s: _cell(*fmt_value(s, "calls_per_turn", 2))),
+]
+# Question turns alone: the like-for-like latency (rapo's statement turns cost no call by default).
+_QUESTIONS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("success", lambda s: _pct(s.get("success_rate"))),
+    ("q-lat/conv s", lambda s: _cell(*fmt_value(s, "latency_question_turns_mean_s",
+                                                     _digits(s.get("latency_question_turns_mean_s"))))),
+    ("lat/q s", lambda s: _num(s.get("latency_per_question_s"), _digits(s.get("latency_per_question_s")))),
+    ("calls/q", lambda s: _cell(*fmt_value(s, "calls_per_question", 2))),
 ]
 
 
@@ -227,6 +259,9 @@ def print_summary(results: dict[str, Any], console: "Console") -> None:
     else:  # a narrow console: two tables rather than wrapped cells
         console.print(_system_table(title, caption, systems, _QUALITY))
         console.print(_system_table("Cost", cost_caption, systems, _COST))
+    if systems:
+        console.print(_system_table("Question turns only (statement turns cost rapo no call by default)",
+                                    "latency summed over a conversation's question turns", systems, _QUESTIONS))
 
     ratios = results.get("ratios") or {}
     paper = _paper(results)
@@ -234,9 +269,19 @@ def print_summary(results: dict[str, Any], console: "Console") -> None:
     rt.add_column("measure", style="bold")
     rt.add_column("rapo [95% CI]", justify="right")
     rt.add_column("paper", justify="right")
+    for key, label in VERSUS[:4]:
+        k = f"question_latency_reduction_vs_{key}"
+        if k in ratios:
+            rt.add_row(f"question-turn latency reduction vs {label}",
+                       f"{_pct(ratios.get(k))} {_ci_text(ratios.get(k + '_ci'), _bare_pct)}".strip(), "")
+    for key, label in (("handoff_vote", "handoff-vote"), ("oracle_vote", "oracle-vote")):
+        k = f"success_gain_vs_{key}"
+        if k in ratios:
+            rt.add_row(f"success vs {label} (pts)", f"{ratios[k] * 100:+.1f} {_ci_text(ratios.get(k + '_ci'), _signed_pct)}",
+                       "")
     for key, label in (("handoff", "handoff"), ("round_robin", "round-robin")):
         k = f"latency_reduction_vs_{key}"
-        rt.add_row(f"latency reduction vs {label}",
+        rt.add_row(f"latency reduction vs {label} (per conversation)",
                    f"{_pct(ratios.get(k))} {_ci_text(ratios.get(k + '_ci'), _bare_pct)}".strip(),
                    _pct(paper["latency_reduction"], 0))
     for key, label in (("handoff", "handoff"), ("round_robin", "round-robin")):
@@ -304,8 +349,8 @@ def _md_config(cfg: dict[str, Any]) -> str:
 
 def _md_main(systems: dict[str, Any]) -> str:
     header = ["system", "success", "context loss", "accuracy", "ROUGE-L", "latency/conv (s)", "p95/conv (s)",
-              "latency/turn (s)", "p95/turn (s)", "prompt tok/turn", "output tok/turn", "calls/turn",
-              "conversations", "questions", "loss events"]
+              "latency/turn (s)", "p95/turn (s)", "question turns' latency/conv (s)", "prompt tok/turn",
+              "output tok/turn", "calls/turn", "calls/question", "conversations", "questions", "loss events"]
     rows = []
     for n in _ordered(systems):
         s = systems[n]
@@ -316,8 +361,10 @@ def _md_main(systems: dict[str, Any]) -> str:
             _num(s.get("latency_p95_s"), _digits(s.get("latency_p95_s"))),
             _vc(fmt_value(s, "latency_turn_mean_s", _digits(s.get("latency_turn_mean_s")))),
             _num(s.get("latency_turn_p95_s"), _digits(s.get("latency_turn_p95_s"))),
+            _vc(fmt_value(s, "latency_question_turns_mean_s", _digits(s.get("latency_question_turns_mean_s")))),
             _vc(fmt_value(s, "prompt_tokens_per_turn", 0)), _vc(fmt_value(s, "output_tokens_per_turn", 0)),
-            _vc(fmt_value(s, "calls_per_turn", 2)), str(s.get("conversations", "n/a")),
+            _vc(fmt_value(s, "calls_per_turn", 2)), _vc(fmt_value(s, "calls_per_question", 2)),
+            str(s.get("conversations", "n/a")),
             str(s.get("questions", "n/a")), str(s.get("context_loss_events", "n/a")),
         ])
     return _md_table(header, rows)
@@ -325,9 +372,12 @@ def _md_main(systems: dict[str, Any]) -> str:
 
 def _md_ratios(ratios: dict[str, Any], systems: dict[str, Any], paper: dict[str, float]) -> str:
     rows = []
-    for key, label in (("handoff", "handoff"), ("round_robin", "round-robin"), ("oracle", "oracle")):
+    for key, label in VERSUS:
         for stem, what, paper_v, f, cf in (
-            ("latency_reduction", "latency reduction", _pct(paper["latency_reduction"], 0), _pct, _bare_pct),
+            ("question_latency_reduction", "question-turn latency reduction", "", _pct, _bare_pct),
+            ("calls_per_question", "calls per question, as a share of", "", _pct, _bare_pct),
+            ("latency_reduction", "latency reduction per conversation", _pct(paper["latency_reduction"], 0), _pct,
+             _bare_pct),
             ("rouge_l_gain", "ROUGE-L gain", _pct(paper["rouge_l_gain"], 0, sign=True),
              lambda x: _pct(x, sign=True), _signed_pct),
             ("success_gain", "success-rate difference (pts)", "",
@@ -337,7 +387,7 @@ def _md_ratios(ratios: dict[str, Any], systems: dict[str, Any], paper: dict[str,
             if k not in ratios:
                 continue
             rows.append([f"{what} vs {label}", f"{f(ratios[k])} {_ci_text(ratios.get(k + '_ci'), cf)}".strip(),
-                         paper_v if key != "oracle" else ""])
+                         paper_v if not key.startswith("oracle") else ""])
     if "latency_vs_oracle" in ratios:
         rows.append(["latency / oracle latency", f"{_num(ratios['latency_vs_oracle'])}x", ""])
     sr = systems.get("rapo")
@@ -347,6 +397,47 @@ def _md_ratios(ratios: dict[str, Any], systems: dict[str, Any], paper: dict[str,
     if not rows:
         return "_No ratios: the run lacks rapo or both baselines._"
     return _md_table(["measure (rapo)", "value [95% paired-bootstrap CI]", "paper"], rows, "lrr")
+
+
+def strongest_baseline(systems: dict[str, Any]) -> str | None:
+    """The baseline with the highest success rate in this run (rapo is judged against it)."""
+    present = [b for b in BASELINES if b in systems and _finite(systems[b].get("success_rate"))]
+    return max(present, key=lambda b: systems[b]["success_rate"]) if present else None
+
+
+def _md_fair(results: dict[str, Any]) -> str:
+    """rapo at the team's settings beside the strongest baseline and the ceiling, question turns first."""
+    systems = results.get("systems") or {}
+    ratios = results.get("ratios") or {}
+    best = strongest_baseline(systems)
+    names = [n for n in dict.fromkeys(["rapo", best, "handoff-vote", "handoff", "oracle-vote"]) if n in systems]
+    if "rapo" not in systems or len(names) < 2:
+        return "_The run lacks rapo or every baseline._"
+    rows = []
+    for n in names:
+        s = systems[n]
+        rows.append([n + (" (strongest baseline)" if n == best else ""), _vc(fmt_rate(s, "success_rate")),
+                     _vc(fmt_rate(s, "context_loss_rate")),
+                     _vc(fmt_value(s, "latency_question_turns_mean_s", _digits(s.get("latency_question_turns_mean_s")))),
+                     _vc(fmt_value(s, "calls_per_question", 2)),
+                     _vc(fmt_value(s, "latency_mean_s", _digits(s.get("latency_mean_s"))))])
+    text = [_md_table(["system", "success", "context loss", "question turns' latency/conv (s)", "calls/question",
+                       "latency/conv, all turns (s)"], rows)]
+    if best:
+        key = best.replace("-", "_")
+        pts = ratios.get(f"success_gain_vs_{key}")
+        q = ratios.get(f"question_latency_reduction_vs_{key}")
+        c = ratios.get(f"calls_per_question_vs_{key}")
+        if _finite(pts) and _finite(q) and _finite(c):
+            text.append(f"rapo against {best}: success {pts * 100:+.1f} points "
+                        f"{_ci_text(ratios.get(f'success_gain_vs_{key}_ci'), _signed_pct)}, question-turn latency "
+                        f"{_pct(q)} lower {_ci_text(ratios.get(f'question_latency_reduction_vs_{key}_ci'), _bare_pct)}, "
+                        f"{_pct(c)} of its calls per question.")
+    text.append("Statement turns (turns that only state facts) cost rapo no model call by default "
+                "(`prompts.statement_turns: ledger`), while the baselines send every turn to a model, as their "
+                "frameworks do; the per-conversation latency includes that difference, the question-turn "
+                "latency does not, and is the like-for-like figure.")
+    return "\n\n".join(text)
 
 
 def _md_targets(checks: list[dict[str, Any]]) -> str:
@@ -383,16 +474,19 @@ def _md_sensitivity(sens: dict[str, Any]) -> str:
             s = block["systems"][n]
             extra = ["", ""]
             if n == "rapo":
-                extra = [f"{_pct(r.get('latency_reduction_vs_handoff'))} / {_pct(r.get('latency_reduction_vs_round_robin'))}",
-                         f"{_pct(r.get('rouge_l_gain_vs_handoff'), sign=True)} / "
-                         f"{_pct(r.get('rouge_l_gain_vs_round_robin'), sign=True)}"]
+                pts = lambda k: f"{r[k] * 100:+.1f}" if _finite(r.get(k)) else "n/a"  # noqa: E731
+                extra = [f"{pts('success_gain_vs_handoff')} / {pts('success_gain_vs_handoff_vote')}",
+                         f"{_pct(r.get('question_latency_reduction_vs_handoff'))} / "
+                         f"{_pct(r.get('question_latency_reduction_vs_handoff_vote'))}"]
             rows.append([prof, n, _pct(s.get("success_rate")), _pct(s.get("context_loss_rate")),
                          _pct(s.get("accuracy")), _num(s.get("rouge_l"), 3),
                          _num(s.get("latency_mean_s"), _digits(s.get("latency_mean_s"))),
-                         _num(s.get("prompt_tokens_per_turn"), 0), _num(s.get("calls_per_turn"), 2), *extra])
+                         _num(s.get("latency_question_turns_mean_s"), _digits(s.get("latency_question_turns_mean_s"))),
+                         _num(s.get("prompt_tokens_per_turn"), 0), _num(s.get("calls_per_question"), 2), *extra])
     return _md_table(["profile", "system", "success", "context loss", "accuracy", "ROUGE-L", "latency/conv (s)",
-                      "prompt tok/turn", "calls/turn", "rapo latency reduction vs handoff / rr",
-                      "rapo ROUGE-L gain vs handoff / rr"], rows, "llrrrrrrrrr")
+                      "question turns' latency/conv (s)", "prompt tok/turn", "calls/question",
+                      "rapo success vs handoff / handoff-vote (pts)",
+                      "rapo question-turn latency reduction vs handoff / handoff-vote"], rows, "llrrrrrrrrrr")
 
 
 # -- plots ---------------------------------------------------------------------------------------
@@ -459,7 +553,7 @@ def _bars(ax: "Axes", names: list[str], systems: dict[str, Any], key: str, scale
                     for n in names], dtype=np.float64).reshape(-1, 2) * scale
     err = np.vstack([vals - cis[:, 0], cis[:, 1] - vals])
     err = np.where(np.isfinite(err), np.maximum(err, 0.0), 0.0)
-    colours = ["#2ca02c" if n == "rapo" else "#7f7f7f" if n in BASELINES else "#1f77b4" if n == "oracle"
+    colours = ["#2ca02c" if n == "rapo" else "#7f7f7f" if n in BASELINES else "#1f77b4" if n in ORACLES
                else "#98df8a" for n in names]
     xs = np.arange(len(names))
     ax.bar(xs, np.nan_to_num(vals), yerr=err, color=colours, capsize=3, edgecolor="black", linewidth=0.5)
@@ -549,6 +643,12 @@ def render_markdown(results: dict[str, Any], images: Iterable[str] = ()) -> str:
         "truth. Intervals are 95% bootstrap intervals over conversations; ratios use a paired bootstrap (the "
         "same resampled conversations for both systems). Latency is model time on each turn's critical path "
         "plus the system's own measured work, summed over a conversation's turns.",
+        "## The fair comparison",
+        "rapo at the team file's settings against the strongest baseline (the one with the highest success), "
+        "the equal-budget `handoff-vote` (the supervisor's pick and the next agents by declared capability "
+        "vote as rapo's consensus does) and the ceiling `oracle-vote` (exactly the facts needed, the truly best "
+        "agents voting).",
+        _md_fair(results),
         "## Configuration", _md_config(cfg),
         "## Systems", _md_main(systems) if systems else "_No systems in this run._",
         "## Headline ratios vs the paper",

@@ -23,9 +23,10 @@ from rapo.executor import Executor, Job, make_executor
 from rapo.team import TeamSpec, bench_team, load_team
 from rapo.types import RapoError
 
-BASELINES = ["round-robin", "handoff"]
-ALL_SYSTEMS = [*BASELINES, *ABLATIONS, "oracle"]
-SENSITIVITY_SYSTEMS = ["round-robin", "handoff", "rapo", "oracle"]
+BASELINES = ["round-robin", "round-robin-vote", "handoff", "handoff-vote"]
+ORACLES = ["oracle", "oracle-vote"]
+ALL_SYSTEMS = [*BASELINES, *ABLATIONS, *ORACLES]
+SENSITIVITY_SYSTEMS = ["round-robin", "handoff", "handoff-vote", "rapo", "oracle", "oracle-vote"]
 PAPER = {"latency_reduction": 0.42, "rouge_l_gain": 0.23, "success_rate": 0.89}
 
 
@@ -35,7 +36,8 @@ class BenchConfig(BaseModel):
     transitions: tuple[int, int] = (1, 50)
     systems: list[str] = Field(default_factory=lambda: list(ALL_SYSTEMS))
     profile: str = "default"
-    sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model"])
+    language: Literal["controlled", "natural"] = "controlled"  # the conversations' wording (same truth)
+    sensitivity: list[str] = Field(default_factory=lambda: ["no-penalty", "small-model", "correlated"])
     sensitivity_conversations: int | None = 60  # None: same as conversations
     clock: Literal["virtual", "real"] = "virtual"
     time_scale: float = Field(0.001, gt=0)
@@ -115,12 +117,12 @@ def _skill_table(profile: str, seed: int) -> Callable[[str, str], float]:
 
 
 def make_system(name: str, team: TeamSpec, backend: TimedBackend, cfg: BenchConfig, profile: str) -> Any:
-    if name == "round-robin":
-        return RoundRobin(team, backend)
-    if name == "handoff":
-        return Handoff(team, backend)
-    if name == "oracle":
-        return Oracle(team, backend, _skill_table(profile, cfg.seed))
+    if name in ("round-robin", "round-robin-vote"):
+        return RoundRobin(team, backend, vote=name.endswith("-vote"))
+    if name in ("handoff", "handoff-vote"):
+        return Handoff(team, backend, vote=name.endswith("-vote"))
+    if name in ORACLES:
+        return Oracle(team, backend, _skill_table(profile, cfg.seed), vote=name.endswith("-vote"))
     from rapo.bench.peers.common import PEER_NAMES, FakeModel, FakeModelConfig, make_peer
 
     if name in PEER_NAMES:  # the framework's own runner, its chat model wrapping the same simulated model
@@ -193,7 +195,7 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
             return finished[conv.id]
         if shard is not None:
             shard.begin()
-        session = system.session(conv.id, truth=conv if system_name == "oracle" else None)
+        session = system.session(conv.id, truth=conv if system_name in ORACLES else None)
         out: list[TurnScore] = []
         running = ckpt.running(conv.id) if ckpt else None
         if running is not None:
@@ -237,22 +239,82 @@ async def _run_job(cfg: BenchConfig, system_name: str, profile: str, conversatio
     return records
 
 
+class BenchWork:
+    """The benchmark as executor work: a job is one system under one profile over the first
+    `job.conversations` conversations (`rapo.executor` runs it, here or sharded on Ray)."""
+
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.cfg = cfg
+
+    def prepare(self) -> None:
+        conversations(self.cfg)  # generated once; forked workers inherit it
+
+    def run(self, job: Job, tick: Callable[[], None]) -> list[TurnScore]:
+        return asyncio.run(_run_job(self.cfg, job.system, job.profile, conversations(self.cfg)[:job.conversations],
+                                    tick))
+
+    def run_shard(self, job: Job, indices: list[int], link: Callable[[Any], Any]) -> list[TurnScore]:
+        from rapo.bench.generator import generate
+
+        cfg = self.cfg
+        chosen = generate(cfg.conversations, seed=cfg.seed, transitions=cfg.transitions, indices=indices,
+                          language=cfg.language)
+        return asyncio.run(_run_job(cfg, job.system, job.profile, chosen, lambda: None, link=link))
+
+    def learned(self, job: Job) -> tuple[list[str], list[Any]] | None:
+        """What the job's finished conversations taught, from the store (a resumed run)."""
+        if not self.cfg.store:
+            return None
+        from rapo.executor.learning import saved_deltas
+        from rapo.store import open_store
+
+        store = open_store(self.cfg.store)
+        run_id = self.cfg.run_id or "run"
+        try:
+            prefix = f"job/{job.system}/{job.profile}/done/"
+            docs = {k.rsplit("/", 1)[1]: store.get(run_id, k) or {} for k in store.keys(run_id, prefix)}
+        finally:
+            store.close()
+        return saved_deltas(docs) if docs else None
+
+    def combine(self, layout: list[list[int]], parts: dict[int, list[TurnScore]]) -> list[TurnScore]:
+        """A job's turns in conversation order, as the local executor gives them (each shard's records
+        come conversation by conversation, in its indices' order), with the shards' fault counts summed."""
+        import itertools
+
+        from rapo.bench.faults import total
+
+        by_index: dict[int, list[TurnScore]] = {}
+        for k, indices in enumerate(layout):
+            groups = [list(g) for _, g in itertools.groupby(parts[k], key=lambda r: r.conv)]
+            if len(groups) != len(indices):
+                raise RapoError(f"shard {k} returned {len(groups)} conversations for {len(indices)}")
+            by_index.update(zip(indices, groups))
+        out = JobRecords()
+        for i in sorted(by_index):
+            out.extend(by_index[i])
+        stats = [st for st in (getattr(p, "faults", None) for p in parts.values()) if st]
+        if stats:
+            out.faults = total(stats)
+        return out
+
+
 @lru_cache(maxsize=4)
-def _generated(n: int, seed: int, transitions: tuple[int, int]) -> list[Any]:
+def _generated(n: int, seed: int, transitions: tuple[int, int], language: str) -> list[Any]:
     from rapo.bench.generator import generate
 
-    return generate(n, seed=seed, transitions=transitions)
+    return generate(n, seed=seed, transitions=transitions, language=language)
 
 
 def conversations(cfg: BenchConfig) -> list[Any]:
     """Generated once per process and shared by every job it runs (each takes a prefix)."""
-    return _generated(cfg.conversations, cfg.seed, cfg.transitions)
+    return _generated(cfg.conversations, cfg.seed, cfg.transitions, cfg.language)
 
 
 # Rough relative CPU per conversation, measured on the default profile (rapo's first job also fills
 # the process's caches): longest jobs first, so the workers finish together.
-_COST = {"round-robin": 1.0, "handoff": 1.5, "oracle": 0.5, "rapo": 4.4, "rapo-no-context-vectors": 4.0,
-         "rapo-no-consensus": 3.0}
+_COST = {"round-robin": 1.0, "round-robin-vote": 1.6, "handoff": 1.5, "handoff-vote": 2.2, "oracle": 0.5,
+         "oracle-vote": 0.8, "rapo": 4.4, "rapo-no-context-vectors": 4.0, "rapo-no-consensus": 3.0}
 
 
 def plan_jobs(cfg: BenchConfig) -> list[Job]:
@@ -265,9 +327,32 @@ def plan_jobs(cfg: BenchConfig) -> list[Job]:
     return jobs
 
 
+def check_sim_server(cfg: BenchConfig) -> None:
+    """A `rapo sim-server` behind --base-url must simulate this run's seed and profile, or its replies
+    differ from the in-process run's for reasons that have nothing to do with HTTP. (The server's
+    seed is its own, fixed when it starts; a request's `seed` field is only the sample index.)"""
+    if cfg.backend != "openai" or not cfg.base_url:
+        return
+    root = cfg.base_url.rstrip("/").removesuffix("/v1")
+    try:
+        import httpx  # comes with the openai client
+
+        info = httpx.get(f"{root}/health", timeout=2.0).json()
+    except Exception:  # noqa: BLE001 - not a sim-server (or not up yet): nothing to check
+        return
+    if not isinstance(info, dict) or info.get("simulator") != "rapo-sim":
+        return
+    if info.get("seed") != cfg.seed or info.get("profile") != cfg.profile:
+        raise RapoError(f"the sim-server at {cfg.base_url} simulates seed {info.get('seed')} and profile "
+                        f"{info.get('profile')!r}, this run seed {cfg.seed} and profile {cfg.profile!r}: start it "
+                        f"with `rapo sim-server --seed {cfg.seed} --profile {cfg.profile}`, or run with "
+                        f"--seed {info.get('seed')} --profile {info.get('profile')}")
+
+
 def run_benchmark(cfg: BenchConfig, *, progress: bool = True, executor: Executor | None = None) -> dict[str, Any]:
     """Run every job on the configured executor, then summarise. Returns the results.json object."""
     cfg.validate_systems()
+    check_sim_server(cfg)
     if cfg.store:
         from rapo.store import open_store
 
@@ -290,9 +375,9 @@ def run_benchmark(cfg: BenchConfig, *, progress: bool = True, executor: Executor
             yield lambda n: shown.advance(task, n)
 
     own = executor is None
-    executor = executor or make_executor(cfg)
+    executor = executor or make_executor(cfg.executor, workers=cfg.workers, address=cfg.address)
     try:
-        results = executor.run(cfg, jobs, bar)
+        results = executor.run(BenchWork(cfg), jobs, bar)
     finally:
         if own:
             executor.close()
@@ -315,7 +400,8 @@ def assemble(cfg: BenchConfig, results: dict[tuple[str, str], list[TurnScore]], 
         sensitivity[prof] = {
             "systems": {s: {k: v for k, v in summarise(recs, b).items()
                             if k in ("success_rate", "context_loss_rate", "accuracy", "rouge_l", "latency_mean_s",
-                                     "prompt_tokens_per_turn", "calls_per_turn")}
+                                     "latency_question_turns_mean_s", "prompt_tokens_per_turn", "calls_per_turn",
+                                     "calls_per_question")}
                         for s, recs in per.items()},
             "ratios": ratios(per, b),
         }

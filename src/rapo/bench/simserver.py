@@ -39,8 +39,8 @@ def create_app(profile: str = "default", seed: int = 0) -> Any:
     app = FastAPI(title="rapo simulated model", version="1")
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "profile": profile}
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "simulator": "rapo-sim", "profile": profile, "seed": seed}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

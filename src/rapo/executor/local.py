@@ -1,10 +1,9 @@
 """The default executor: jobs in forked worker processes on this machine (or in this process with
-one worker). Conversations run in order within a job, so rapo's learned capability matrix sees them
-in a fixed order and a seed reproduces a run exactly."""
+one worker). A job runs its items in order (the benchmark's conversations: rapo's learned capability
+matrix then sees them in a fixed order, and a seed reproduces a run exactly)."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import multiprocessing as mp
 import os
@@ -12,13 +11,9 @@ import queue as queue_mod
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from rapo.executor.base import Job, Progress, Results
-
-if TYPE_CHECKING:
-    from rapo.bench.metrics import TurnScore
-    from rapo.bench.runner import BenchConfig
+from rapo.executor.base import Job, Progress, Results, Work
 
 _PROGRESS: Any = None  # the worker's queue to the progress bar (set by the pool initializer)
 
@@ -55,12 +50,10 @@ class Ticker:
         self.pending, self.last = 0, time.monotonic()
 
 
-def run_job(cfg: "BenchConfig", job: Job, report: Callable[[int], None] | None = None) -> list["TurnScore"]:
-    from rapo.bench.runner import _run_job, conversations
-
+def run_job(work: Work, job: Job, report: Callable[[int], None] | None = None) -> list[Any]:
     tick = Ticker(report)
     t0 = time.perf_counter()
-    records = asyncio.run(_run_job(cfg, job.system, job.profile, conversations(cfg)[:job.conversations], tick))
+    records = work.run(job, tick)
     tick.flush()
     if os.environ.get("RAPO_BENCH_DEBUG"):
         print(f"job {job.system} {job.profile} {job.conversations}: {time.perf_counter() - t0:.2f}s",
@@ -68,9 +61,9 @@ def run_job(cfg: "BenchConfig", job: Job, report: Callable[[int], None] | None =
     return records
 
 
-def _pool_job(args: tuple["BenchConfig", Job]) -> tuple[Job, list["TurnScore"]]:
-    cfg, job = args
-    return job, run_job(cfg, job, _PROGRESS.put if _PROGRESS is not None else None)
+def _pool_job(args: tuple[Work, Job]) -> tuple[Job, list[Any]]:
+    work, job = args
+    return job, run_job(work, job, _PROGRESS.put if _PROGRESS is not None else None)
 
 
 class LocalExecutor:
@@ -79,10 +72,8 @@ class LocalExecutor:
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, workers)
 
-    def run(self, cfg: "BenchConfig", jobs: Sequence[Job], progress: Progress) -> Results:
-        from rapo.bench.runner import conversations
-
-        conversations(cfg)  # generated once; forked workers inherit it
+    def run(self, work: Work, jobs: Sequence[Job], progress: Progress) -> Results:
+        work.prepare()  # once; forked workers inherit what it built
         results: Results = {}
         if self.workers <= 1:
             thresholds = gc.get_threshold()
@@ -90,7 +81,7 @@ class LocalExecutor:
             try:
                 with progress() as advance:
                     for job in jobs:
-                        results[(job.system, job.profile)] = run_job(cfg, job, advance)
+                        results[(job.system, job.profile)] = run_job(work, job, advance)
             finally:
                 gc.unfreeze()
                 gc.set_threshold(*thresholds)
@@ -100,7 +91,7 @@ class LocalExecutor:
         q = ctx.Queue()
         with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs)), mp_context=ctx,
                                  initializer=_init_worker, initargs=(q,)) as pool:
-            futures = {pool.submit(_pool_job, (cfg, job)) for job in jobs}  # starts the workers
+            futures = {pool.submit(_pool_job, (work, job)) for job in jobs}  # starts the workers
             with progress() as advance:
                 while futures:
                     try:

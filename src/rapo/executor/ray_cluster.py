@@ -12,18 +12,12 @@ reports no usage statistics.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-from rapo.executor.base import Job, Progress, Results
-from rapo.executor.learning import CountsHub, HubLink, learner, saved_deltas
+from rapo.executor.base import Job, Progress, Results, Work
+from rapo.executor.learning import CountsHub, HubLink, learner
 from rapo.types import RapoError
-
-if TYPE_CHECKING:
-    from rapo.bench.metrics import TurnScore
-    from rapo.bench.runner import BenchConfig
 
 LOOPBACK = "127.0.0.1"
 
@@ -75,22 +69,19 @@ def hub_link(hub: Any, key: str, matrix: Any) -> HubLink:
                    key, matrix)
 
 
-def _run_shard(cfg: "BenchConfig", job: Job, indices: list[int], hub: Any) -> list["TurnScore"]:
+def _run_shard(work: Work, job: Job, indices: list[int], hub: Any) -> list[Any]:
     """A Ray task: one shard of a job, in order, linked to the job's merged learned counts."""
-    from rapo.bench.generator import generate
-    from rapo.bench.runner import _run_job
     from rapo.executor.local import quiet_gc
 
     quiet_gc()
     key = f"{job.system}/{job.profile}"
-    chosen = generate(cfg.conversations, seed=cfg.seed, transitions=cfg.transitions, indices=indices)
     links: list[HubLink] = []
 
     def link(system: Any) -> HubLink:
         links.append(hub_link(hub, key, learner(system)))
         return links[0]
 
-    records = asyncio.run(_run_job(cfg, job.system, job.profile, chosen, lambda: None, link=link))
+    records = work.run_shard(job, indices, link)
     for lk in links:
         lk.flush()
     return records
@@ -113,20 +104,22 @@ class RayExecutor:
         self.shards_per_worker, self.max_retries = shards_per_worker, max_retries
         self.hub: Any = None
 
-    def run(self, cfg: "BenchConfig", jobs: Sequence[Job], progress: Progress) -> Results:
+    def run(self, work: Work, jobs: Sequence[Job], progress: Progress) -> Results:
         ray = import_ray()
         hub = self.hub = ray.remote(num_cpus=0)(CountsHub).remote()
-        if cfg.store:
-            self._seed(cfg, jobs, hub)
+        for job in jobs:  # a resumed run: the hub starts from what the finished items learned
+            saved = work.learned(job)
+            if saved:
+                ray.get(hub.seed.remote(f"{job.system}/{job.profile}", *saved))
         task = ray.remote(_run_shard).options(max_retries=self.max_retries)
-        cfg_ref = ray.put(cfg)
+        work_ref = ray.put(work)
         layout = {(j.system, j.profile): shards(j.conversations, self.workers * self.shards_per_worker)
                   for j in jobs}
         pending: dict[Any, tuple[Job, int]] = {}
         for job in jobs:
             for k, idx in enumerate(layout[(job.system, job.profile)]):
-                pending[task.remote(cfg_ref, job, idx, hub)] = (job, k)
-        parts: dict[tuple[str, str], dict[int, list[TurnScore]]] = {}
+                pending[task.remote(work_ref, job, idx, hub)] = (job, k)
+        parts: dict[tuple[str, str], dict[int, list[Any]]] = {}
         shown = 0
         try:
             with progress() as advance:
@@ -145,50 +138,9 @@ class RayExecutor:
             if isinstance(err, ray.exceptions.RayTaskError) and isinstance(cause, RapoError):
                 raise cause from None
             raise
-        return {key: _in_order(layout[key], got) for key, got in parts.items()}
-
-    def _seed(self, cfg: "BenchConfig", jobs: Sequence[Job], hub: Any) -> None:
-        """A resumed run: the hub starts from what the finished conversations learned."""
-        from rapo.store import open_store
-
-        store = open_store(cfg.store or "")
-        try:
-            for job in jobs:
-                prefix = f"job/{job.system}/{job.profile}/done/"
-                docs = {k.rsplit("/", 1)[1]: store.get(cfg.run_id or "run", k) or {}
-                        for k in store.keys(cfg.run_id or "run", prefix)}
-                if docs:
-                    ids, deltas = saved_deltas(docs)
-                    import_ray().get(hub.seed.remote(f"{job.system}/{job.profile}", ids, deltas))
-        finally:
-            store.close()
+        return {key: work.combine(layout[key], got) for key, got in parts.items()}
 
     def close(self) -> None:
         if self.started:
             import_ray().shutdown()
             self.started = False
-
-
-def _in_order(layout: list[list[int]], got: dict[int, list["TurnScore"]]) -> list["TurnScore"]:
-    """A job's turns in conversation order, as the local executor gives them. Each shard's records
-    come conversation by conversation, in its indices' order."""
-    by_index: dict[int, list[TurnScore]] = {}
-    for k, indices in enumerate(layout):
-        groups = [list(g) for _, g in itertools.groupby(got[k], key=lambda r: r.conv)]
-        if len(groups) != len(indices):
-            raise RapoError(f"shard {k} returned {len(groups)} conversations for {len(indices)}")
-        by_index.update(zip(indices, groups))
-    out = type(next(iter(got.values())))() if got else []
-    for i in sorted(by_index):
-        out.extend(by_index[i])
-    _merge_faults(out, got.values())
-    return out
-
-
-def _merge_faults(out: Any, parts: Any) -> None:
-    """Shards' fault-injection counts, summed (a job's figure is its shards' total)."""
-    from rapo.bench.faults import total
-
-    stats = [st for st in (getattr(p, "faults", None) for p in parts) if st]
-    if stats and hasattr(out, "faults"):
-        out.faults = total(stats)
