@@ -468,6 +468,8 @@ _IRREGULAR = frozenset("has have had gets got gives gave takes took makes made h
                        "leaves left pays paid sells sold buys bought owes owned keeps kept sends sent "
                        "goes went comes came starts started ends ended costs cost".split())
 _OBJECT_PREPS = frozenset("in on at by to for from within after before until around about of".split())
+_PASSIVE = re.compile(r"(?P<verb>[a-z]{3,}ed|[a-z]*(?:paid|held|sold|made|given|kept|sent|built|taken|run|set))"
+                      r"(?:\s+(?:in|on|at|by|to|for|from|within|after|before|until|over|under|with|of))*\s+(?P<value>\S.*)$")
 _PRONOUN_SUBJECT = re.compile(r"(?i)^(?:it|this|that|they|these|those|the same|same)$")
 
 _ACTIVE_RE = re.compile(
@@ -528,6 +530,7 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
     verb_m = _find_verb(clause)
     colon = _colon_split(clause)
     extra_attr = ""
+    passive = None
     if colon is not None and (verb_m is None or clause.index(":") < verb_m.start()):
         subject, raw_value = colon
         verb_update = False
@@ -535,6 +538,12 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         subject = clause[: verb_m.start()].strip()
         raw_value = clause[verb_m.end():]
         verb_update = _VERB_UPDATE.get(verb_m.group("verb").lower(), False)
+        passive = _PASSIVE.match(raw_value.strip())
+        if passive and verb_m.group("verb").lower() in ("is", "are", "was", "were") and parse_subject(subject)[1]:
+            # "Loan L92 is repaid over 26 months", "... was applied for by applicant P86": the
+            # participle names the attribute, or every predicate of L92 would share one key
+            extra_attr = normalise_word(passive.group("verb"))
+            raw_value = passive.group("value")
     else:
         found = _any_verb(clause)
         if found is None:

@@ -443,6 +443,7 @@ def _verb(phrase: str) -> tuple[str, str] | None:
 
 
 _SPLIT = re.compile(r", and (?=[a-z])|; ")
+_BULLET = re.compile(r"\s*[-*\u2022]\s+")
 
 
 @lru_cache(maxsize=65_536)
@@ -454,7 +455,10 @@ def _raw_sentence(sentence: str) -> tuple[_Raw, ...]:
         return tuple(_Raw(st.attr, st.entity, st.value, st.pos, st.text) for st in controlled)
     out: list[_Raw] = []
     pos = 0
-    for clause in _SPLIT.split(sentence):
+    bullet = _BULLET.match(sentence)
+    if bullet and not _clause_patterns()["line"].match(sentence.strip()):
+        pos = bullet.end()  # "- Loan N89's amount comes to $52,905.": a list item reads as its sentence
+    for clause in _SPLIT.split(sentence[pos:]):
         at = sentence.index(clause, pos)
         pos = at + len(clause)
         out += _clause(clause, at)
