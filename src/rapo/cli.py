@@ -286,6 +286,8 @@ def serve_cmd(
     port: int = typer.Option(8000, min=1, max=65535),
     token: Optional[str] = typer.Option(None, envvar="RAPO_TOKEN", help="Bearer token (or RAPO_TOKEN)."),
     store: Optional[str] = typer.Option(None, help="Keep conversations in this store (sqlite:///path.db, a path, or a database URL such as postgresql+psycopg://...): a restarted server continues them."),
+    max_conversations: int = typer.Option(10_000, "--max-conversations", min=1, envvar="RAPO_MAX_CONVERSATIONS", help="Conversations held in memory (or RAPO_MAX_CONVERSATIONS). With --store, idle ones past it are unloaded, never deleted, and load again when used; without, new ones past it are refused (429)."),
+    force: bool = typer.Option(False, "--force", help="With --store: take over the store from a server whose lease has expired."),
 ) -> None:
     """Serve a team over HTTP: REST, server-sent events, /v1/chat/completions and the trace viewer."""
     try:
@@ -294,7 +296,7 @@ def serve_cmd(
         fail("the HTTP service needs the serve extra: pip install 'rapo[serve]'")
         return
     try:
-        serve(team, backend, host, port, token, store=store)
+        serve(team, backend, host, port, token, store=store, max_conversations=max_conversations, force=force)
     except RapoError as err:
         fail(str(err))
 
