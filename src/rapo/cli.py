@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -130,6 +131,7 @@ def bench(
     run_id: Optional[str] = typer.Option(None, help="Name of the run in the store (default: generated)."),
     faults: float = typer.Option(0.0, help="Fail this share of model calls on purpose (0 to <1, e.g. 0.2), in every way endpoints fail, for every system; retried with backoff."),
     fault_seed: int = typer.Option(0, help="Seed of which calls --faults fails, and how."),
+    force: bool = typer.Option(False, "--force", help="With --store: take over the run from a process whose lease has expired."),
 ) -> None:
     """Run the paper's experiment: every system on the same generated conversations and model."""
     from rapo.backends.retry import BackendUnavailable
@@ -157,9 +159,6 @@ def bench(
             store=store, run_id=(run_id or _new_run_id()) if store else None, faults=faults, fault_seed=fault_seed,
             executor=executor, address=address, learning=learning,
         )
-        if cfg.store:
-            console.print(f"[dim]run id {cfg.run_id}: after an interruption, finish it with "
-                          f"`rapo resume {cfg.run_id} --store {mask_url(cfg.store)}`[/]", soft_wrap=True)
         if backend == "openai":
             cfg.sensitivity = []  # profiles are the simulator's; a real endpoint has one behaviour
         from rapo.backends.sim import PROFILES
@@ -167,7 +166,11 @@ def bench(
         for p in [cfg.profile, *cfg.sensitivity]:
             if p not in PROFILES:
                 fail(f"unknown profile {p!r}; profiles: {', '.join(PROFILES)}")
-        results = run_benchmark(cfg)
+        with _owned(cfg.store, cfg.run_id, force, create=True):
+            if cfg.store:  # only now that the store opened and the run is ours
+                console.print(f"[dim]run id {cfg.run_id}: after an interruption, finish it with "
+                              f"`rapo resume {cfg.run_id} --store {mask_url(cfg.store)}`[/]", soft_wrap=True)
+            results = run_benchmark(cfg)
     except BackendUnavailable as err:
         _stopped(err, cfg.store, cfg.run_id)
         return
@@ -175,6 +178,32 @@ def bench(
         fail(str(err))
         return
     _show(results, out)
+
+
+@contextmanager
+def _owned(store: str | None, run_id: str | None, force: bool, *, create: bool) -> Iterator[None]:
+    """Hold the run's lease in its store while the block runs (nothing without a store): a second
+    process on the same run is refused, naming the owner, instead of redoing the same work."""
+    if not store or not run_id:
+        yield
+        return
+    from rapo.store import open_store
+    from rapo.store.lease import Lease
+
+    st = open_store(store, create=create)
+    try:
+        if not create and st.get(run_id, "config") is None:
+            raise RapoError(f"no run {run_id!r} in {mask_url(store)}; runs there: {', '.join(st.runs()) or 'none'}")
+        lease = Lease(st, run_id, where=mask_url(store)).acquire(force)
+        if lease.note:
+            err_console.print(f"[yellow]note:[/] {lease.note}", soft_wrap=True)
+        lease.start()
+        try:
+            yield
+        finally:
+            lease.release()
+    finally:
+        st.close()
 
 
 def _stopped(err: RapoError, store: str | None, run_id: str | None) -> None:
@@ -240,6 +269,7 @@ def resume(
     workers: Optional[int] = typer.Option(None, min=1, help="Processes, or the CPUs of a local Ray (default: CPU count)."),
     executor: Optional[str] = typer.Option(None, help="local or ray (default: as the run started)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster for --executor ray (default: as the run started)."),
+    force: bool = typer.Option(False, "--force", help="Take over the run from a process whose lease has expired."),
 ) -> None:
     """Finish an interrupted `rapo bench --store` run: done conversations are kept, the rest continue."""
     from rapo.backends.retry import BackendUnavailable
@@ -249,8 +279,9 @@ def resume(
         fail(f"--executor {executor!r}: use local or ray")
     overrides = {k: v for k, v in {"workers": workers, "executor": executor, "address": address}.items() if v}
     try:
-        cfg = resume_config(store, run_id, **overrides)
-        results = run_benchmark(cfg)
+        with _owned(store, run_id, force, create=False):  # a mistyped store is not created empty
+            cfg = resume_config(store, run_id, **overrides)
+            results = run_benchmark(cfg)
     except BackendUnavailable as err:
         _stopped(err, store, run_id)
         return
