@@ -38,6 +38,8 @@ class SQLiteStore:
             raise RapoError(f"there is no checkpoint store at {self.path}; check the --store path "
                             "(nothing was created)")
         header = self._header()
+        if header:
+            self._probe(header)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
         except sqlite3.Error as err:
@@ -93,6 +95,30 @@ class SQLiteStore:
                 f"{wal_bytes} bytes: the file was truncated or copied without its log, and opening it would "
                 f"discard that data, so it was not opened. Restore {self.path.name} from where it was copied "
                 f"or from a backup and keep {wal.name} beside it; to start afresh instead, move both away")
+
+    def _probe(self, header: bytes) -> None:
+        """Check an existing file through a read-only connection first: a writable one would, on
+        closing, fold the write-ahead log into a damaged file and delete the log, changing what a
+        recovery needs."""
+        try:
+            ro = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        except sqlite3.Error:
+            return  # not readable this way (permissions, no -shm possible): the writable open decides
+        try:
+            tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if "rapo_meta" in tables:
+                rows = [r[0] for r in ro.execute("PRAGMA quick_check(5)").fetchall()]
+                if rows != ["ok"]:
+                    raise sqlite3.DatabaseError("; ".join(str(r) for r in rows))
+        except sqlite3.OperationalError:
+            return  # e.g. locked by a writer: the writable open waits and decides
+        except sqlite3.DatabaseError as err:
+            if header.startswith(_HEADER):
+                raise RapoError(self._damaged_message(err)) from None
+            raise RapoError(f"{self.path} is not a rapo checkpoint store (not an SQLite database: {err}); "
+                            "pass another --store path") from None
+        finally:
+            ro.close()
 
     def _check_integrity(self) -> None:
         """A quick structural check (pages, b-trees; not index contents): a damaged file is refused on
