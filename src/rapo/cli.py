@@ -31,7 +31,13 @@ def _read_turns(turns: list[str], turns_file: Path | None) -> tuple[list[str], l
     if turns_file is not None:
         if not turns_file.is_file():
             fail(f"turns file {turns_file} not found")
-        for n, line in enumerate(turns_file.read_text().splitlines(), 1):
+        try:
+            lines = turns_file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            fail(f"turns file {turns_file} is not UTF-8 text (byte {err.start}: {err.reason}); give one turn "
+                 "per line, or JSON lines, saved as UTF-8")
+            return [], []
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             if line.lstrip().startswith("{"):
