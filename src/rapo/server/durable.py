@@ -6,8 +6,9 @@ Layout, in one run per team (`serve/<team name>` unless given):
 
 - `meta/<id>`: created, origin, title, turns, the last turn's text (what a listing shows);
 - `journal/<id>/base`: a full `conversation_snapshot`, and `journal/<id>/t<seq>`: what each turn
-  changed since (`rapo.checkpoint.diff`), folded into a new base every `compact_every` turns, so a
-  turn writes about the same bytes at turn 400 as at turn 1;
+  changed since (`rapo.checkpoint.diff`), folded into a new base once the deltas add up to the base's
+  size (or number `compact_every`), so a turn writes about the same bytes at turn 400 as at turn 1,
+  compactions included, and a restore replays at most about one base's worth of deltas;
 - `team`: the team's learned counts; `chat/<key>`: which conversation an OpenAI-style chat continues.
 
 Memory: at most `max_conversations` are loaded; past that the least recently used idle one is
@@ -20,9 +21,11 @@ second server on the same store and team is refused instead of writing over the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,11 +43,31 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rapo.server")
 _DELETED = {"deleted": True}
-COMPACT_EVERY = 64
+COMPACT_EVERY = 256
 
 
 def _seq_key(cid: str, seq: int) -> str:
     return f"journal/{cid}/t{seq:09d}"
+
+
+def _size(doc: Any) -> int:
+    return len(json.dumps(doc, separators=(",", ":")))
+
+
+@dataclass
+class _Journal:
+    """Where a loaded conversation's journal stands: the marks of what was last written, the last
+    delta's number, the base's, and the bytes of the base and of the deltas since."""
+
+    marks: Any
+    seq: int = 0
+    base: int = 0
+    base_bytes: int = 0
+    since_bytes: int = 0
+
+    def full_next(self) -> None:
+        """What the store has is unknown (a write failed): the next write is a full snapshot."""
+        self.since_bytes = self.base_bytes + 1
 
 
 class DurableConversationStore(InMemoryStore):
@@ -67,7 +90,7 @@ class DurableConversationStore(InMemoryStore):
         self._orch: Orchestrator | None = None
         self._items: OrderedDict[str, StoredConversation] = OrderedDict()  # loaded, least recently used first
         self._index: dict[str, ConversationInfo] = {}  # every stored conversation, in creation order
-        self._journal: dict[str, tuple[Any, int, int]] = {}  # id -> (marks of last write, seq, base seq)
+        self._journal: dict[str, _Journal] = {}
         self._load_lock = threading.RLock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapo-durable")
 
@@ -182,15 +205,16 @@ class DurableConversationStore(InMemoryStore):
                 base_doc = None if legacy is None else {"seq": 0, "snapshot": legacy}
             if base_doc is None:
                 raise ValueError("its checkpoint is missing")
-            base_seq = int(base_doc["seq"])
+            journal = _Journal(None, int(base_doc["seq"]), int(base_doc["seq"]), _size(base_doc))
             deltas = []
             for key in keys:
-                if key == f"journal/{cid}/base" or int(key.rsplit("/t", 1)[1]) <= base_seq:
+                if key == f"journal/{cid}/base" or int(key.rsplit("/t", 1)[1]) <= journal.base:
                     continue
                 doc = self._read(key)
                 if doc is None:
                     raise ValueError(f"its journal entry {key} is not valid JSON")
                 deltas.append(doc["ops"])
+                journal.seq, journal.since_bytes = int(doc["seq"]), journal.since_bytes + _size(doc)
             snap = replay(base_doc["snapshot"], deltas)
             state = restore_conversation(snap, self._orch.embedder)
             if state.context.shape[0] != len(self._orch.agents):
@@ -207,8 +231,8 @@ class DurableConversationStore(InMemoryStore):
             raise Damaged(f"conversation {cid!r} could not be read back from {self.where} ({reason}); its "
                           f"documents were moved aside, unchanged, to {', '.join(moved) or 'nowhere'}; the "
                           "other conversations are unaffected") from None
-        self._journal[cid] = (marks(snap), max([base_seq, *[int(k.rsplit('/t', 1)[1]) for k in keys
-                                                           if not k.endswith('/base')]]), base_seq)
+        journal.marks = marks(snap)
+        self._journal[cid] = journal
         return state
 
     def _make_room(self) -> None:
@@ -232,15 +256,15 @@ class DurableConversationStore(InMemoryStore):
                title: str | None = None) -> StoredConversation:
         entry = StoredConversation(state=state, origin=origin, title=title)
         snap = conversation_snapshot(state)
+        base = {"seq": 0, "snapshot": snap}
         with self._lock:
             if state.id in self._index:
                 raise KeyError(f"conversation {state.id!r} already exists")
             self._make_room()
             self._items[state.id] = entry
             self._index[state.id] = entry.info()
-            self._journal[state.id] = (marks(snap), 0, 0)
-        self._write({f"meta/{entry.id}": self._meta(entry),
-                     f"journal/{entry.id}/base": {"seq": 0, "snapshot": snap}}).result()
+            self._journal[state.id] = _Journal(marks(snap), base_bytes=_size(base))
+        self._write({f"meta/{entry.id}": self._meta(entry), f"journal/{entry.id}/base": base}).result()
         return entry
 
     def list(self) -> list[StoredConversation]:
@@ -272,20 +296,28 @@ class DurableConversationStore(InMemoryStore):
             if self._items.get(entry.id) is not entry:
                 return  # deleted while its turn ran: do not bring it back
             self._index[entry.id] = entry.info()
-            before, seq, base = self._journal[entry.id]
+            journal = self._journal[entry.id]
         snap = conversation_snapshot(entry.state)
-        seq += 1
+        seq = journal.seq + 1
         docs = {f"meta/{entry.id}": self._meta(entry), "team": self._orch.team_state(), **(extra or {})}
         delete: list[str] = []
-        if seq - base >= self.compact_every:
-            docs[f"journal/{entry.id}/base"] = {"seq": seq, "snapshot": snap}
-            delete = [_seq_key(entry.id, s) for s in range(base + 1, seq)]
-            base = seq
+        ops, after = diff(journal.marks, snap)
+        delta = {"seq": seq, "ops": ops}
+        grown = journal.since_bytes + _size(delta)
+        if grown > journal.base_bytes or seq - journal.base >= self.compact_every:
+            base = {"seq": seq, "snapshot": snap}
+            docs[f"journal/{entry.id}/base"] = base
+            delete = [_seq_key(entry.id, s) for s in range(journal.base + 1, seq)]
+            journal.base, journal.base_bytes, journal.since_bytes = seq, _size(base), 0
         else:
-            ops, _ = diff(before, snap)
-            docs[_seq_key(entry.id, seq)] = {"seq": seq, "ops": ops}
-        self._journal[entry.id] = (marks(snap), seq, base)
-        await asyncio.wrap_future(self._write(docs, delete))
+            docs[_seq_key(entry.id, seq)] = delta
+            journal.since_bytes = grown
+        journal.marks, journal.seq = after, seq
+        try:
+            await asyncio.wrap_future(self._write(docs, delete))
+        except BaseException:
+            journal.full_next()
+            raise
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         """A stored document of this server's run (e.g. `chat/<key>`), or None."""
