@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rapo.ledger import Ledger
+from rapo.memory import Ledger, Memory
 from rapo.state import AgentContexts, CapabilityMatrix, ConversationState
 from rapo.types import Embedder, RapoError
 
@@ -58,7 +58,7 @@ def conversation_snapshot(conv: ConversationState) -> dict[str, Any]:
         "last_question": conv.last_question,
         "context": _pack_contexts(conv.context),
         "global_context": _pack(conv.global_context),
-        "ledger": conv.ledger.snapshot(),
+        "memory": conv.memory.snapshot(),
         "records": [r.model_dump(mode="json") if hasattr(r, "model_dump") else r for r in conv.records],
         "rng": None if conv.rng is None else conv.rng.bit_generator.state,
     }
@@ -71,7 +71,7 @@ def restore_conversation(data: dict[str, Any], embedder: Embedder) -> Conversati
         raise RapoError(f"conversation checkpoint format {data.get('format')!r} is not one this rapo reads ({FORMAT})")
     return ConversationState(
         id=str(data["id"]),
-        ledger=Ledger.restore(embedder, data["ledger"]),
+        memory=_restore_memory(data, embedder),
         context=_unpack_contexts(data["context"]),
         global_context=_unpack(data["global_context"]),
         turn=int(data["turn"]),
@@ -81,6 +81,15 @@ def restore_conversation(data: dict[str, Any], embedder: Embedder) -> Conversati
         records=[TurnRecord.model_validate(r) for r in data["records"]],
         rng=_restore_rng(data.get("rng")),
     )
+
+
+def _restore_memory(data: dict[str, Any], embedder: Embedder) -> Memory:
+    """A checkpoint's memory; one written before passages were kept has only its ledger."""
+    if "memory" in data:
+        return Memory.restore(embedder, data["memory"])
+    memory = Memory(embedder)
+    memory.ledger = Ledger.restore(embedder, data["ledger"])
+    return memory
 
 
 def _restore_rng(state: dict[str, Any] | None) -> np.random.Generator | None:

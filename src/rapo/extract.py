@@ -184,7 +184,9 @@ _VALUE_TAIL_RE = re.compile(
     r"|,\s*(?:down|up)\s+from\s+.*"
     r"|\s*\((?:was|previously|formerly|not)\b[^)]*\)"
     r"|,?\s+(?:previously|formerly)\s+.*"
-    r"|\s+(?:now|from now on|going forward|as of (?:now|today)|effective immediately|instead|anymore))\s*$",
+    r"|\s+(?:now|from now on|going forward|as of (?:now|today)|effective immediately|instead|anymore)"
+    r"|,?\s+(?:yesterday|today|tonight|this (?:morning|afternoon|evening|week|month|quarter|year)|"
+    r"last (?:night|week|month|quarter|year)|earlier(?: today)?|just now|recently))\s*$",
     re.IGNORECASE,
 )
 _UPDATE_WORDS_RE = re.compile(
@@ -210,6 +212,7 @@ _FRAME_ONLY_RE = re.compile(
     re.IGNORECASE,
 )
 _MAX_SUBJECT_TOKENS = 16
+_SPEAKER_LABEL = re.compile(r"^(?P<name>[A-Z][a-z][\w'-]*(?: [A-Z][a-z][\w'-]*){0,2})\s*:\s+(?P<rest>\S.*)$")
 # "Answer: 150 dollars" and chat role labels are framing, not facts about an "answer".
 _NOT_SUBJECT_HEADS = (
     r"(?:final |short |my |the )?(?:answer|result|reasoning|rationale|explanation|thoughts?|note|"
@@ -449,6 +452,24 @@ def _clean_value(value: str) -> tuple[str, bool]:
 # --- the public entry point -----------------------------------------------------------------
 
 
+# "<subject> moved from June 1 to June 15": the value is the second; the first is the old one.
+_FROM_TO_RE = re.compile(
+    r"^(?P<subject>.+?)\s+(?:has\s+|have\s+|had\s+|was\s+|were\s+|is\s+|got\s+)?(?:been\s+|now\s+|just\s+)?"
+    r"(?P<verb>[a-z]+(?:ed|ved)|went|rose|fell|grew|shifted|slipped|jumped|climbed|dropped|changed|moved)"
+    r"(?:\s+(?:up|down|back|forward))?\s+from\s+(?P<old>.+?)\s+to\s+(?P<value>.+)$",
+    re.IGNORECASE,
+)
+# A finite verb after a named subject, for facts stated with any verb ("Order B22 ships in 3 days",
+# "Ana now manages site 9"): a lowercase word in -s or -ed, or a common irregular form, after at
+# most one adverb. Only where no copula or assignment form matched.
+_ADVERBS = frozenset("now still also already just only usually currently officially finally always "
+                     "no longer".split())
+_IRREGULAR = frozenset("has have had gets got gives gave takes took makes made holds held runs ran "
+                       "leaves left pays paid sells sold buys bought owes owned keeps kept sends sent "
+                       "goes went comes came starts started ends ended costs cost".split())
+_OBJECT_PREPS = frozenset("in on at by to for from within after before until around about of".split())
+_PRONOUN_SUBJECT = re.compile(r"(?i)^(?:it|this|that|they|these|those|the same|same)$")
+
 _ACTIVE_RE = re.compile(
     r"^(?:we|i|they|you|someone|the team|management)\s+(?:have\s+|'ve\s+|just\s+)?"
     r"(?:changed|updated|set|raised|lowered|increased|reduced|decreased|moved|bumped|adjusted|cut)\s+"
@@ -457,14 +478,56 @@ _ACTIVE_RE = re.compile(
 )
 
 
+def _any_verb(clause: str) -> tuple[str, str, str] | None:
+    """(subject, verb, value) for "<named subject> [adverb] <verb> [preposition] <value>"."""
+    toks = clause.split()
+    for i in range(1, min(len(toks) - 1, _MAX_SUBJECT_TOKENS)):
+        word = toks[i]
+        j = i
+        if word.lower() in _ADVERBS and i + 1 < len(toks) - 1:
+            j = i + 1
+            word = toks[j]
+        w = word.lower()
+        if not word.isalpha() or not word.islower():
+            continue
+        finite = w in _IRREGULAR or (len(w) > 3 and (w.endswith("ed") or (w.endswith("s") and not w.endswith(("ss", "us", "is")))))
+        if not finite:
+            continue
+        subject = " ".join(toks[:i])
+        attribute, ids = parse_subject(subject)
+        if not ids and i == 1 and toks[0][:1].isupper() and toks[0].isalpha() and toks[0].lower() not in STOP_ATTRIBUTE \
+                and toks[0].lower() not in NOT_NAMES:
+            ids = (toks[0].lower(),)  # "Ana manages site 9": a lone capitalised subject is a name
+        if not ids or w in STOP_ATTRIBUTE:
+            return None  # only a named subject ("order B22", "Ana", "Acme's contract") makes a fact
+        rest = toks[j + 1:]
+        verb = w
+        if rest and rest[0].lower() in _OBJECT_PREPS and len(rest) > 1:
+            verb, rest = f"{w} {rest[0].lower()}", rest[1:]
+        return subject, verb, " ".join(rest)
+    return None
+
+
+def _verb_lemma(verb: str) -> str:
+    head = verb.split()[0]
+    return normalise_word(head[:-2] if head.endswith("ed") and len(head) > 4 else head)
+
+
 def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: bool,
-               written: str | None = None) -> Statement | None:
+               written: str | None = None, antecedent: "Statement | None" = None) -> Statement | None:
     written = written or clause
+    label = _SPEAKER_LABEL.match(clause)
+    if label and _has_verb(label.group("rest")):  # "Tom: the budget is 5k": Tom said it, it is not about Tom
+        clause = label.group("rest")
     active = _ACTIVE_RE.match(clause)
     if active:  # "We raised the limit for A17 to 150 dollars": the subject is the object
         clause = f"{active.group('subject')} was changed to {active.group('value')}"
+    from_to = _FROM_TO_RE.match(clause)
+    if from_to and not _find_verb(from_to.group("subject")):
+        clause = f"{from_to.group('subject')} was changed to {from_to.group('value')}"
     verb_m = _find_verb(clause)
     colon = _colon_split(clause)
+    extra_attr = ""
     if colon is not None and (verb_m is None or clause.index(":") < verb_m.start()):
         subject, raw_value = colon
         verb_update = False
@@ -473,7 +536,21 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         raw_value = clause[verb_m.end():]
         verb_update = _VERB_UPDATE.get(verb_m.group("verb").lower(), False)
     else:
-        return None
+        found = _any_verb(clause)
+        if found is None:
+            return None
+        subject, verb, raw_value = found
+        extra_attr = _verb_lemma(verb)
+        verb_update = False
+    bare_subject = re.sub(r"(?i)^(?:the|its)\s+", "", subject.strip(" ,"))
+    if _PRONOUN_SUBJECT.match(bare_subject) and antecedent is not None and (verb_update or active or from_to):
+        # "It was raised to 150 dollars": a correction that does not repeat its subject
+        value, _ = _clean_value(raw_value)
+        if not value or re.match(r"(?i)not\b|n't\b", value):
+            return None
+        return Statement(subject=antecedent.subject, key=antecedent.key, entity_ids=antecedent.entity_ids,
+                         attribute=antecedent.attribute, value=value, value_ids=find_value_ids(value),
+                         text=written.strip().rstrip(" ,;"), is_update=True)
     value, tail_update = _clean_value(raw_value)
     if not value or re.match(r"(?i)not\b|n't\b", value):
         return None  # a negation states no value
@@ -481,7 +558,14 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
     full_subject = f"{frame}, {subject}" if frame else subject
     if not subject or len(_tokens(full_subject)) > _MAX_SUBJECT_TOKENS:
         return None
+    if re.match(r"(?i)(?:i|we|you|he|she|they|i'm|we're|you're)\b", subject):
+        return None  # "I went ... and it was great": about the speaker, no keyed value
     attribute, entity_ids = parse_subject(full_subject)
+    if extra_attr:  # the verb names the attribute: "Order B22 ships in 3 days" -> "order ship" of b22
+        if not entity_ids and len(subject.split()) == 1 and subject[:1].isupper():
+            entity_ids = (subject.lower(),)
+        kept = [w for w in attribute.split() if w not in entity_ids]
+        attribute = " ".join(kept + [extra_attr])
     if not entity_ids and inherited_ids and re.match(r"(?i)(?:its|their|it's)\b", subject):
         entity_ids = inherited_ids
     if not attribute and not entity_ids:
@@ -506,20 +590,21 @@ def _names_its_own_entity(clause: str) -> bool:
     return bool(parse_subject(subject)[1])
 
 
-def extract_statements(text: str) -> list[Statement]:
-    """Every "<subject> is <value>" clause in `text`, in order; questions and requests skipped.
+def extract_statements(text: str, antecedent: Statement | None = None) -> list[Statement]:
+    """Every statement clause in `text`, in order; questions and requests skipped. `antecedent` is
+    what an earlier turn last named, so "It was raised to 150 dollars." corrects it.
     Never raises: odd text yields fewer statements, not an error."""
     if not isinstance(text, str):
         return []
-    return list(_extract_cached(text))
+    return list(_extract_cached(text, antecedent))
 
 
-@lru_cache(maxsize=131_072)  # a pure function of the text; statements are frozen
-def _extract_cached(text: str) -> tuple[Statement, ...]:
-    return tuple(_extract(text))
+@lru_cache(maxsize=131_072)  # a pure function of the text (and antecedent); statements are frozen
+def _extract_cached(text: str, antecedent: Statement | None) -> tuple[Statement, ...]:
+    return tuple(_extract(text, antecedent))
 
 
-def _extract(text: str) -> list[Statement]:
+def _extract(text: str, antecedent: Statement | None = None) -> list[Statement]:
     """Every "<subject> is <value>" clause in `text`, in order; questions and requests skipped.
     Never raises: odd text yields fewer statements, not an error."""
     out: list[Statement] = []
@@ -561,9 +646,10 @@ def _extract(text: str) -> list[Statement]:
             written = lead + raw.strip().rstrip(" ,;")
             written = written[0].upper() + written[1:] if written else written
             st = _statement(clause.rstrip(" .!"), frame, last_ids, upd or cupd,
-                            written=written.rstrip(" .!") + ".")
+                            written=written.rstrip(" .!") + ".", antecedent=antecedent)
             if st is not None:
                 out.append(st)
+                antecedent = st
                 if st.entity_ids:
                     last_ids = st.entity_ids
     return out

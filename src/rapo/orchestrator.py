@@ -18,10 +18,9 @@ from pydantic import BaseModel, Field
 from rapo.classify import RequirementClassifier
 from rapo.consensus import extract_answer, fan_out, normalise_answer, vote
 from rapo.embed import make_embedder
-from rapo.extract import extract_statements
 from rapo.extract_llm import extract_with_model
 from rapo.backends.retry import BackendUnavailable
-from rapo.ledger import Selection
+from rapo.memory import ContextItem, SelectionConfig
 from rapo.prompts import PromptBuilder, PromptPlan, estimate_difficulty
 from rapo.routing import Router, RoutingDecision
 from rapo.state import CapabilityMatrix, ConversationState
@@ -58,15 +57,6 @@ def is_request(text: str) -> bool:
     return bool(_REQUEST.search(text))
 
 
-class ContextItem(BaseModel):
-    fact_id: int
-    turn: int
-    source: str
-    text: str
-    reason: str  # named | dependency | relevant | window
-    score: float
-
-
 class RoundRecord(BaseModel):
     agents: list[str]
     values: dict[str, str | None]  # agent -> normalised answer (None: cancelled before it counted)
@@ -94,6 +84,9 @@ class TurnRecord(BaseModel):
     turn: int
     text: str
     needs_answer: bool
+    origin: str = "user"  # user | observed
+    speaker: str | None = None
+    when: str | None = None
     requirement: dict[str, float] = Field(default_factory=dict)
     requirement_source: str = "none"
     difficulty: float | None = None
@@ -115,10 +108,11 @@ class TurnRecord(BaseModel):
     error: str | None = None
 
     @classmethod
-    def start(cls, conversation: str, turn: int, text: str, needs_answer: bool) -> "TurnRecord":
+    def start(cls, conversation: str, turn: int, text: str, needs_answer: bool, origin: str = "user",
+              speaker: str | None = None, when: str | None = None) -> "TurnRecord":
         """A fresh record, built without validation and sharing its field-name set (see `trusted`)."""
         return trusted(cls, conversation=conversation, turn=turn, text=text, needs_answer=needs_answer,
-                       requirement={}, requirement_source="none", difficulty=None, strategy=None, routing=None,
+                       origin=origin, speaker=speaker, when=when, requirement={}, requirement_source="none", difficulty=None, strategy=None, routing=None,
                        agent=None, context=[], handoff=None, prompt=[], answer="", value="", prompt_tokens=0,
                        output_tokens=0, calls=0, consensus=None, failovers=[], latency_s=0.0, overhead_s=0.0,
                        error=None)
@@ -169,6 +163,10 @@ class Orchestrator:
         self.prompts = PromptBuilder(team.reasoning_types, adaptive=team.prompts.adaptive)
         self.backends = _resolve_backends(team, backends)
         self.in_flight = np.zeros(len(self.agents))
+        p = team.prompts
+        self._selection = SelectionConfig(
+            budget_tokens=p.context_budget_tokens, k_retrieved=p.k_relevant, recent_turns=p.recent_turns,
+            min_relevance=p.min_relevance, neighbour_weight=p.neighbour_weight, embedding_weight=p.embedding_weight)
         self._unnamed = 0  # conversations created without an id, for their random streams
 
     # -- conversations -------------------------------------------------------------------------
@@ -277,6 +275,51 @@ class Orchestrator:
         r = np.array([record.requirement.get(k, 0.0) for k in self.team.reasoning_types])
         self.matrix.update(self.names.index(record.agent), r, success)
 
+    # -- memory without a model call ------------------------------------------------------------
+
+    def observe(self, conv: ConversationState, text: str, *, speaker: str | None = None,
+                when: str | None = None) -> TurnRecord:
+        """Record a turn that needs no answer (another party's message, a replayed chat log) in the
+        conversation's memory. No model call; with model extraction on, use `await aobserve(...)`."""
+        if self.team.extraction != "rules":
+            raise RapoError("this team reads facts with a model (extraction: "
+                            f"{self.team.extraction}); use `await orch.aobserve(conv, text)` instead of observe()")
+        return self._observe_rules(conv, text, speaker, when)
+
+    async def aobserve(self, conv: ConversationState, text: str, *, speaker: str | None = None,
+                       when: str | None = None) -> TurnRecord:
+        """`observe` from async code; reads facts with the model too when the team says so."""
+        if self.team.extraction == "rules":
+            return self._observe_rules(conv, text, speaker, when)
+        t0 = time.perf_counter()
+        record = self._open_turn(conv, text, False, "observed", speaker, when)
+        _, waited = await self._ingest(conv, text, record)
+        record.answer = "Noted."
+        record.overhead_s = max(0.0, time.perf_counter() - t0 - waited)
+        return record
+
+    def _observe_rules(self, conv: ConversationState, text: str, speaker: str | None, when: str | None) -> TurnRecord:
+        t0 = time.perf_counter()
+        record = self._open_turn(conv, text, False, "observed", speaker, when)
+        conv.memory.add_turn(text, turn=conv.turn, speaker=speaker, when=when, origin="observed")
+        record.answer = "Noted."
+        record.overhead_s = time.perf_counter() - t0
+        return record
+
+    def preview(self, conv: ConversationState, text: str) -> list[ContextItem]:
+        """The context items a step with this text would get now, without calling a model or
+        changing the conversation."""
+        return self._select_context(conv, text, now_turn=conv.turn + 1)
+
+    def _open_turn(self, conv: ConversationState, text: str, asked: bool, origin: str, speaker: str | None,
+                   when: str | None) -> TurnRecord:
+        if not isinstance(text, str):
+            raise RapoError(f"a turn's text must be a string, got {type(text).__name__}")
+        conv.turn += 1
+        record = TurnRecord.start(conv.id, conv.turn, text, asked, origin, speaker, when)
+        conv.records.append(record)
+        return record
+
     # -- one agent transition ------------------------------------------------------------------
 
     async def astep(
@@ -287,16 +330,16 @@ class Orchestrator:
         requirement: Mapping[str, float] | None = None,
         critical: bool = False,
         on_stage: StageHook | None = None,
+        speaker: str | None = None,
+        when: str | None = None,
     ) -> TurnRecord:
         """One agent transition. `on_stage(name, record, round)` is called as each stage completes
         (noted | routing | prompt | consensus_round | reply), so a caller can stream them live."""
         t0 = time.perf_counter()
         stage = on_stage or _no_stage
         model_time = 0.0
-        conv.turn += 1
         asked = is_request(text) or critical or requirement is not None  # a caller's flags mean "answer this"
-        record = TurnRecord.start(conv.id, conv.turn, text, asked)
-        conv.records.append(record)
+        record = self._open_turn(conv, text, asked, "user", speaker, when)
         added, waited = await self._ingest(conv, text, record)
 
         if not record.needs_answer and self.team.prompts.statement_turns == "ledger":
@@ -314,14 +357,9 @@ class Orchestrator:
         decision, order = self.router.rank(r, step_vec, self.matrix, conv.context, self.in_flight,
                                            conv.previous_agent, rng=self._rng(conv))
         record.routing = decision
-        selection = self._select_context(conv, text)
-        record.context = [
-            trusted(ContextItem, fact_id=s.fact.id, turn=s.fact.turn, source=s.fact.source, text=s.fact.text,
-                    reason=s.reason, score=round(float(s.score), 4))
-            for s in selection
-        ]
-        n_named = sum(s.reason == "named" for s in selection)
-        n_dep = sum(s.reason == "dependency" for s in selection)
+        record.context = self._select_context(conv, text, now_turn=conv.turn)
+        n_named = sum(s.reason == "named" for s in record.context)
+        n_dep = sum(s.reason == "dependency" for s in record.context)
         record.difficulty = estimate_difficulty(r, n_named, n_dep)
         record.handoff = self._handoff(conv)
         stage("routing", record, None)
@@ -342,7 +380,7 @@ class Orchestrator:
         record.latency_s += model_time
 
         conv.absorb([agent], step_vec)
-        conv.ledger.add_text(record.answer, turn=conv.turn, source=record.agent, origin="agent")
+        conv.memory.add_turn(record.answer, turn=conv.turn, speaker=record.agent, origin="agent")
         conv.previous_agent, conv.last_question, conv.last_answer = agent, text, record.value
         record.overhead_s = time.perf_counter() - t0 - waited
         stage("reply", record, None)
@@ -351,10 +389,10 @@ class Orchestrator:
     # -- the parts -----------------------------------------------------------------------------
 
     async def _ingest(self, conv: ConversationState, text: str, record: TurnRecord) -> tuple[list, float]:
-        """Statements of a user turn into the ledger: by rules, and/or by a model when configured.
-        Returns the facts and the wall time spent waiting on the model."""
+        """A turn into memory, verbatim, and its statements into the ledger: by rules, and/or by a
+        model when configured. Returns the facts and the wall time spent waiting on the model."""
         mode = self.team.extraction
-        statements = extract_statements(text) if mode != "model" else []
+        statements: list = []
         waited = 0.0
         if mode != "rules":
             model = self.team.extraction_model or self.agents[0].model
@@ -366,9 +404,11 @@ class Orchestrator:
             record.prompt_tokens += completion.prompt_tokens
             record.output_tokens += completion.output_tokens
             record.latency_s += completion.latency_s
-            keys = {s.key for s in statements}
-            statements += [s for s in found if s.key not in keys]
-        return conv.ledger.add_statements(statements, turn=conv.turn, source="user", origin="user"), waited
+            statements = list(found)
+        facts, _ = conv.memory.add_turn(text, turn=conv.turn, speaker=record.speaker, when=record.when,
+                                        origin="observed" if record.origin == "observed" else "user",
+                                        extra_statements=statements, extract=mode != "model")
+        return facts, waited
 
     def _requirement(self, text: str, declared: Mapping[str, float] | None) -> tuple[np.ndarray, str]:
         types = self.team.reasoning_types
@@ -382,22 +422,14 @@ class Orchestrator:
             return r / r.sum(), "declared"
         return np.asarray(self.classifier.classify(text), dtype=np.float64), "classifier"
 
-    def _select_context(self, conv: ConversationState, text: str) -> list[Selection]:
+    def _select_context(self, conv: ConversationState, text: str, *, now_turn: int) -> list[ContextItem]:
         cfg = self.team.prompts
         if cfg.relevance:
-            return conv.ledger.select(text, budget_tokens=cfg.context_budget_tokens, k_relevant=cfg.k_relevant,
-                                      exclude_origin={"agent"})
-        # Ablation: the facts of the last k turns, newest kept first under the same budget.
-        window = [f for f in conv.ledger.current() if f.turn > conv.turn - cfg.history_k and f.origin != "agent"]
-        chosen: list[Selection] = []
-        used = 0
-        for f in reversed(window):
-            cost = count_tokens(f.text)
-            if used + cost > cfg.context_budget_tokens:
-                break
-            used += cost
-            chosen.append(Selection(fact=f, reason="window", score=0.0))
-        return list(reversed(chosen))
+            return conv.memory.select(text, self._selection, now_turn=now_turn)
+        # Ablation: what the last k turns said (as their facts where read), newest kept first under the budget.
+        window = SelectionConfig(budget_tokens=cfg.context_budget_tokens, k_retrieved=0, recent_turns=cfg.history_k)
+        return [item.model_copy(update={"reason": "window"}) for item in
+                conv.memory.select("", window, now_turn=now_turn) if item.reason == "recent"]
 
     def _handoff(self, conv: ConversationState) -> str | None:
         if conv.previous_agent is None or conv.last_question is None:

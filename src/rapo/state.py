@@ -16,7 +16,7 @@ from rapo.team import TeamSpec
 from rapo.types import Embedder
 
 if TYPE_CHECKING:
-    from rapo.ledger import Ledger
+    from rapo.memory import Ledger, Memory
 
 
 class CapabilityMatrix:
@@ -170,10 +170,11 @@ class AgentContexts:
 
 @dataclass
 class ConversationState:
-    """Phi for one conversation: the ledger, each agent's context vector C_i, the global c."""
+    """Phi for one conversation: its memory (passages and ledger), each agent's context vector C_i,
+    the global c."""
 
     id: str
-    ledger: "Ledger"
+    memory: "Memory"
     context: AgentContexts  # (N, d): C_i, unit rows or zero before the agent has seen anything
     global_context: np.ndarray  # (d,)
     turn: int = 0
@@ -187,14 +188,18 @@ class ConversationState:
         if not isinstance(self.context, AgentContexts):  # a dense (N, d) array, e.g. from a checkpoint
             self.context = AgentContexts.from_dense(self.context)
 
+    @property
+    def ledger(self) -> "Ledger":
+        return self.memory.ledger
+
     @classmethod
     def new(cls, conv_id: str, n_agents: int, embedder: Embedder) -> "ConversationState":
-        from rapo.ledger import Ledger
+        from rapo.memory import Memory
 
         d = embedder.dim
         return cls(
             id=conv_id,
-            ledger=Ledger(embedder),
+            memory=Memory(embedder),
             context=AgentContexts(n_agents, d),
             global_context=np.zeros(d, dtype=np.float32),
         )

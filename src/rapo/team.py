@@ -62,8 +62,17 @@ class ConsensusConfig(_Strict):
 
 
 class PromptConfig(_Strict):
-    context_budget_tokens: int = Field(400, ge=0)
-    k_relevant: int = Field(6, ge=0)
+    context_budget_tokens: int = Field(
+        1000, ge=0, description="Tokens of context beyond the facts a step names (those always go in).")
+    k_relevant: int = Field(64, ge=0, description="Retrieved facts and passages at most, beyond the named ones.")
+    recent_turns: int = Field(1, ge=0, description="Turns before this one shown verbatim (as their facts where read).")
+    min_relevance: float = Field(
+        0.0, ge=0, le=1, description="A passage's lexical score as a share of the best below which it is left out.")
+    neighbour_weight: float = Field(
+        0.5, ge=0, description="How much a passage's score borrows from the turns beside it.")
+    embedding_weight: float = Field(
+        0.25, ge=0, description="Weight of embedding retrieval in the fused ranking (lexical: 1); raise it for a "
+        "semantic embedder.")
     history: Literal["none", "last-k", "full"] = "none"
     history_k: int = Field(4, ge=0)
     adaptive: bool = Field(True, description="Reasoning-aware strategy section; off = one static template.")

@@ -95,7 +95,7 @@ function row(rec) {
         noted ? el("span", { text: rec.answer }) : el("span", {}, "answered ", el("span", { class: "value", text: rec.value || "(no value)" })),
         noted ? null : el("span", { class: "caret", text: "▸ prompt & reply" })),
       rec.context.length ? el("div", { class: "chips" }, rec.context.map((c) =>
-        el("span", { class: "chip " + c.reason, title: `fact ${c.fact_id} from turn ${c.turn} (${c.source}), score ${fmt(c.score, 3)}` },
+        el("span", { class: "chip " + c.reason, title: `${c.kind === "passage" ? "passage" : "fact " + c.fact_id} from turn ${c.turn} (${c.speaker || c.source}), score ${fmt(c.score, 3)}` },
           el("span", { class: "why", text: c.reason }), c.text))) : null,
       rec.consensus ? consensusBlock(rec.consensus) : null,
       el("div", { class: "stats" },

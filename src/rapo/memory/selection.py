@@ -1,0 +1,220 @@
+"""One question per step: which facts and passages a prompt carries, under a token budget.
+
+Sources, fused: the ledger's facts the step names and their dependencies at any distance (always);
+the previous turn verbatim, so an elliptical "and the other one?" has its referent; passages ranked
+by lexical and embedding retrieval together (reciprocal-rank fusion), each passage's score lifted a
+little by its neighbouring turns' (an answer usually follows the question that names its subject).
+A passage that the ledger read is shown as its current facts, so a corrected value never appears
+as current and the same statement is never paid for twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from rapo.memory.index import analyse, fuse
+from rapo.tokens import count_tokens
+from rapo.types import RapoError, trusted
+
+if TYPE_CHECKING:
+    from rapo.memory.ledger import Fact
+    from rapo.memory.memory import Memory
+    from rapo.memory.passages import Passage
+
+__all__ = ["ContextItem", "SelectionConfig", "select_context"]
+
+Reason = Literal["named", "dependency", "recent", "retrieved", "relevant", "window"]
+
+
+class ContextItem(BaseModel):
+    """One line of a prompt's context: a ledger fact or a passage as said, with where it came from."""
+
+    kind: Literal["fact", "passage"] = "fact"
+    text: str
+    turn: int
+    speaker: str | None = None
+    when: str | None = None
+    reason: Reason
+    score: float = 0.0
+    source: str = "user"
+    fact_id: int | None = None
+    passage_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionConfig:
+    budget_tokens: int = 1000
+    k_retrieved: int = 64  # retrieved items at most, beyond the named facts and the recent turn
+    # When the ledger's named facts already hold this share of the query's terms, the ledger has
+    # understood the question: retrieval then adds only `k_answered` items, not the whole budget.
+    answered_share: float = 0.8
+    k_answered: int = 6
+    recent_turns: int = 1
+    min_relevance: float = 0.0  # a passage's lexical score as a share of the best, below which it is left out
+    neighbour_weight: float = 0.5
+    per_turn: int = 1  # retrieved passages of one turn at most: the budget is spread over more turns
+    speaker_boost: float = 1.3  # a passage by a speaker the query names ranks this much higher
+    question_weight: float = 0.5  # a question states nothing: it ranks below statements that match as well
+    covered: float = 0.6  # a passage whose facts quote this share of it is shown as its facts
+    lexical_weight: float = 1.0
+    embedding_weight: float = 0.25
+    exclude_origin: frozenset[str] = frozenset({"agent"})
+
+
+def _fact_item(fact: "Fact", reason: Reason, score: float, memory: "Memory") -> ContextItem:
+    p = memory.passage_of_fact(fact.id)
+    return trusted(ContextItem, kind="fact", text=fact.text, turn=fact.turn, speaker=p.speaker if p else None,
+                   when=p.when if p else None, reason=reason, score=round(float(score), 4), source=fact.source,
+                   fact_id=fact.id, passage_id=None)
+
+
+def item_tokens(item: ContextItem) -> int:
+    """What the line costs in the prompt: its text and its speaker label (the template's form)."""
+    return count_tokens(item.text) + (count_tokens(item.speaker) + 1 if item.speaker else 0) + 1
+
+
+class _Picker:
+    """Items in the order they are chosen, with the budget they use; one item per fact or passage."""
+
+    def __init__(self, budget: int) -> None:
+        self.items: list[ContextItem] = []
+        self.facts: set[int] = set()
+        self.passages: set[int] = set()
+        self.whens: set[str] = set()
+        self.used = 0
+        self.budget = budget
+
+    def cost(self, item: ContextItem) -> int:
+        header = count_tokens(item.when) + 2 if item.when and item.when not in self.whens else 0
+        return item_tokens(item) + header
+
+    def take(self, item: ContextItem, *, force: bool = False) -> bool:
+        if item.fact_id is not None and item.fact_id in self.facts:
+            return True
+        if item.passage_id is not None and item.passage_id in self.passages:
+            return True
+        cost = self.cost(item)
+        if not force and self.used + cost > self.budget:
+            return False
+        self.used += cost
+        self.items.append(item)
+        if item.fact_id is not None:
+            self.facts.add(item.fact_id)
+        if item.passage_id is not None:
+            self.passages.add(item.passage_id)
+        if item.when:
+            self.whens.add(item.when)
+        return True
+
+
+def _passage_items(p: "Passage", memory: "Memory", reason: Reason, score: float, cfg: SelectionConfig) -> list[ContextItem]:
+    """A passage as the prompt should see it: as its current facts when the ledger read it whole;
+    as said otherwise, with the correction of any value it states that was superseded since."""
+    ledger = memory.ledger
+    if p.covered_by and p.coverage >= cfg.covered:
+        out = []
+        for fid in p.covered_by:
+            current = ledger.current_of(fid)
+            if current is not None and current.origin not in cfg.exclude_origin:
+                out.append(_fact_item(current, reason if reason != "retrieved" else "relevant", score, memory))
+        return out
+    text = p.text
+    later = [ledger.current_of(fid) for fid in p.covered_by if not ledger.get(fid).current]
+    corrections = [f.text for f in later if f is not None]
+    if corrections:
+        text += " [since corrected: " + " ".join(corrections) + "]"
+    return [trusted(ContextItem, kind="passage", text=text, turn=p.turn, speaker=p.speaker, when=p.when,
+                    reason=reason, score=round(float(score), 4), source=p.origin, fact_id=None, passage_id=p.id)]
+
+
+def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_turn: int | None = None) -> list[ContextItem]:
+    """The context for a step whose text is `query`, oldest first. Named and dependency facts are
+    always in (they may exceed the budget); the rest fills what the budget leaves."""
+    if cfg.budget_tokens < 0 or cfg.k_retrieved < 0 or cfg.recent_turns < 0:
+        raise RapoError("budget_tokens, k_retrieved and recent_turns must be >= 0")
+    pick = _Picker(cfg.budget_tokens)
+    for s in memory.ledger.select(query, budget_tokens=0, k_relevant=0, exclude_origin=set(cfg.exclude_origin)):
+        pick.take(_fact_item(s.fact, s.reason, s.score, memory), force=True)
+    k_retrieved = cfg.k_retrieved
+    if pick.items and cfg.answered_share <= 1.0:
+        terms = set(analyse(query))
+        held = set(analyse(" ".join(i.text for i in pick.items)))
+        if terms and len(terms & held) >= cfg.answered_share * len(terms):
+            k_retrieved = min(k_retrieved, cfg.k_answered)
+
+    for p in memory.recent_passages(cfg.recent_turns, before_turn=now_turn, exclude_origin=cfg.exclude_origin):
+        for item in _passage_items(p, memory, "recent", 0.0, cfg):
+            pick.take(item)
+
+    if k_retrieved > 0 and len(memory.passages):
+        ranked, scores = memory.rank(query, cfg, now_turn=now_turn)
+        taken = 0
+        per_turn: dict[int, int] = {}
+        for pid, score in zip(ranked.tolist(), scores.tolist()):
+            p = memory.passages[pid]
+            if p.id in pick.passages or per_turn.get(p.turn, 0) >= cfg.per_turn:
+                continue
+            items = _passage_items(p, memory, "retrieved", score, cfg)
+            fresh = [i for i in items if i.fact_id not in pick.facts or i.fact_id is None]
+            if not fresh:
+                continue
+            if not all(pick.take(i) for i in fresh):
+                if pick.used >= pick.budget - 4:
+                    break
+                continue
+            per_turn[p.turn] = per_turn.get(p.turn, 0) + 1
+            taken += 1
+            if taken >= k_retrieved:
+                break
+
+    return sorted(pick.items, key=lambda i: (i.turn, i.passage_id if i.passage_id is not None else -1,
+                                             i.fact_id if i.fact_id is not None else -1))
+
+
+def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_turn: int | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Passages (numbers, best first) and their fused scores, the allowed origins only."""
+    n = len(memory.passages)
+    lexical = memory.lexical.scores(query)
+    turn_of = memory.turn_array()
+    if cfg.neighbour_weight > 0 and n:
+        # the best score of each turn, shared with the turns beside it
+        turns = np.unique(turn_of)
+        best = np.zeros(turns.size)
+        pos = np.searchsorted(turns, turn_of)
+        np.maximum.at(best, pos, lexical)
+        beside = np.zeros(turns.size)
+        beside[1:] += best[:-1]
+        beside[:-1] += best[1:]
+        lexical = lexical + cfg.neighbour_weight * 0.5 * beside[pos]
+    allowed = memory.allowed_mask(cfg.exclude_origin)
+    if now_turn is not None:
+        allowed &= turn_of < now_turn  # the step's own text is its task, not its context
+    if cfg.min_relevance > 0 and lexical.size:
+        top = float(lexical[allowed].max()) if allowed.any() else 0.0
+        allowed &= lexical >= cfg.min_relevance * top
+    rankings: list[np.ndarray] = []
+    weights: list[float] = []
+
+    lex = np.where(allowed, lexical, 0.0)
+    order = np.flatnonzero(lex > 0)
+    rankings.append(order[np.lexsort((order, -lex[order]))])
+    weights.append(cfg.lexical_weight)
+    if cfg.embedding_weight > 0:
+        emb = np.where(allowed, memory.semantic.scores(query), 0.0)
+        order = np.flatnonzero(emb > 0)
+        rankings.append(order[np.lexsort((order, -emb[order]))])
+        weights.append(cfg.embedding_weight)
+    fused = fuse(rankings, n, weights)
+    fused = fused * np.where(memory.question_mask(), cfg.question_weight, 1.0)
+    if cfg.speaker_boost != 1.0:
+        named = memory.speakers_named(query)
+        if named:
+            fused = fused * np.where(memory.speaker_mask(named), cfg.speaker_boost, 1.0)
+    order = np.flatnonzero(fused > 0)
+    order = order[np.lexsort((order, -fused[order]))]
+    return order, fused[order]
