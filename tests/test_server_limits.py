@@ -172,3 +172,76 @@ def test_diff_handles_appends_changes_in_place_grown_blobs_and_removed_keys():
     assert ops["d"]["a"] == {"p": {"1": 5}, "+": [4]} and "c" not in ops["d"]
     assert len(ops["d"]["blob"]["s"][1]) < 20  # only the grown tail of the blob
     assert diff(marks(new), new)[0] is None
+
+
+async def test_a_500_message_chat_costs_the_model_calls_of_its_last_message_only(tmp_path):
+    """1,503 model calls for one request before: every question in the history was asked again."""
+    url = f"sqlite:///{tmp_path / 'chat.db'}"
+    durable = DurableConversationStore.open(url)
+    app = create_app(TEAM, backend="sim", store=durable)
+    calls = []
+    for backend in {id(b): b for b in app.state.service.orch.backends.values()}.values():
+        inner = backend.complete
+
+        async def counted(*args, _inner=inner, **kw):
+            calls.append(1)
+            return await _inner(*args, **kw)
+
+        backend.complete = counted
+    history = []
+    for i in range(499):
+        history.append({"role": "user", "content": f"What is the refund limit for order A{i}?" if i % 2 else
+                        f"The refund limit for order A{i + 1} is {100 + i} dollars."})
+    messages = [*history, {"role": "user", "content": "What is the refund limit for order A9?"}]
+    async with _client(app) as client:
+        r = await client.post("/v1/chat/completions", json={"model": "bench-support", "messages": messages})
+        assert r.status_code == 200, r.text
+        extra = r.json()["rapo"]
+        entry = durable.get(extra["conversation"])
+        last = entry.records[-1]
+        assert extra["history"] == "observed" and extra["turn"] == 500 and extra["value"] == "108 dollars"
+        assert len(calls) == last.calls and 1 <= last.calls <= 3  # the last message's own calls, no more
+        assert all(rec.calls == 0 for rec in entry.records[:-1])
+    durable.close()
+
+
+async def test_a_chat_continues_its_conversation_after_a_restart(tmp_path):
+    """The map from a chat to its conversation is in the store: a restarted server continues the chat
+    instead of starting a new conversation from its messages."""
+    url = f"sqlite:///{tmp_path / 'map.db'}"
+    messages = [{"role": "user", "content": "The refund limit for order A17 is 120 dollars."}]
+    durable = DurableConversationStore.open(url)
+    async with _client(create_app(TEAM, backend="sim", store=durable)) as client:
+        r = await client.post("/v1/chat/completions", json={"model": "bench-support", "messages": messages})
+        first = r.json()["rapo"]
+    durable.close()
+    follow = [*messages, {"role": "assistant", "content": r.json()["choices"][0]["message"]["content"]},
+              {"role": "user", "content": "What is the refund limit for order A17?"}]
+    durable = DurableConversationStore.open(url)
+    async with _client(create_app(TEAM, backend="sim", store=durable)) as client:
+        r2 = await client.post("/v1/chat/completions", json={"model": "bench-support", "messages": follow})
+        assert r2.status_code == 200, r2.text
+        again = r2.json()["rapo"]
+        assert again["history"] == "continued" and again["conversation"] == first["conversation"]
+        assert again["turn"] == 2 and again["value"] == "120 dollars"
+        assert (await client.get("/conversations")).json()["total"] == 1
+    durable.close()
+
+
+async def test_chat_messages_are_held_to_the_rest_limits():
+    async with _client(create_app(TEAM, backend="sim", max_body_bytes=1 << 20)) as client:
+        def chat(*texts):
+            return client.post("/v1/chat/completions", json={
+                "model": "bench-support", "messages": [{"role": "user", "content": t} for t in texts]})
+
+        nul = await chat("The tier for customer C5 is\x00 Gold.", "What is the tier for customer C5?")
+        assert nul.status_code == 422 and "NUL" in nul.json()["error"]["message"]
+        long = await chat("x" * 16_001)
+        assert long.status_code == 422 and "16000" in long.json()["error"]["message"].replace(",", "")
+        parts = await client.post("/v1/chat/completions", json={"model": "bench-support", "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "y" * 9000}, {"type": "text", "text": "y" * 9000}]}]})
+        assert parts.status_code == 422 and "at most 16,000" in parts.json()["error"]["message"]
+        total = await chat(*["z" * 15_000] * 14)
+        assert total.status_code == 422 and "200,000" in total.json()["error"]["message"]
+        many = await chat(*["hello"] * 501)
+        assert many.status_code == 422
