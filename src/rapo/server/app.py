@@ -549,7 +549,8 @@ def create_app(
     async def chat_completions(req: ChatRequest) -> Any:
         """The team as one model. User turns run through a stored conversation: a request whose earlier
         messages equal an earlier request plus its answer continues that conversation; anything else
-        replays the earlier user turns into a new one (see the module docs)."""
+        takes the earlier messages into a new one as observed turns, with no model call for them; only
+        the last message is answered."""
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
         history, text = prepare(req)
