@@ -100,3 +100,22 @@ def test_a_second_resume_of_a_running_run_is_refused(tmp_path):
     owner = json.loads(con.execute("SELECT doc FROM docs WHERE run_id='r2' AND key='_lease'").fetchone()[0])
     con.close()
     assert owner["pid"] == first.pid  # the refused process left the owner's lease alone
+
+
+def test_a_second_server_on_the_same_store_and_team_is_refused(tmp_path):
+    pytest.importorskip("fastapi")
+    from rapo.server import create_app
+    from rapo.server.durable import DurableConversationStore
+
+    team = Path(__file__).resolve().parents[1] / "src" / "rapo" / "data" / "bench-team.yaml"
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    first = DurableConversationStore.open(url)
+    create_app(team, backend="sim", store=first)
+    second = DurableConversationStore.open(url)
+    with pytest.raises(LeaseHeld, match="run 'serve/bench-support' .* already being run by pid"):
+        create_app(team, backend="sim", store=second)
+    second.close()
+    first.close()
+    third = DurableConversationStore.open(url)  # free once the first server stopped
+    create_app(team, backend="sim", store=third)
+    third.close()

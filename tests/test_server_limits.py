@@ -245,3 +245,27 @@ async def test_chat_messages_are_held_to_the_rest_limits():
         assert total.status_code == 422 and "200,000" in total.json()["error"]["message"]
         many = await chat(*["hello"] * 501)
         assert many.status_code == 422
+
+
+async def test_an_empty_conversation_is_stored_small_and_comes_back_exactly(tmp_path):
+    """10,000 empty conversations took 124 MB (12 KB each); one is now its metadata and random stream."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    durable = DurableConversationStore.open(url)
+    async with _client(create_app(TEAM, backend="sim", store=durable)) as client:
+        ids = [(await client.post("/conversations")).json()["id"] for _ in range(3)]
+    durable.close()
+    con = sqlite3.connect(tmp_path / "empty.db")
+    sizes = [n for (n,) in con.execute("SELECT length(doc) FROM docs WHERE key LIKE 'meta/%' OR key LIKE 'journal/%'")]
+    con.close()
+    assert len(sizes) == 3 and max(sizes) < 1500, sizes
+    durable = DurableConversationStore.open(url)
+    async with _client(create_app(TEAM, backend="sim", store=durable)) as client:
+        said = [await _turn(client, ids[2], t) for t in ("The tier for customer C5 is Gold.", "What is the tier for customer C5?")]
+    durable.close()
+    async with _client(create_app(TEAM, backend="sim")) as client:  # never stored: the same third conversation
+        for _ in range(2):
+            await client.post("/conversations")
+        cid = (await client.post("/conversations")).json()["id"]
+        straight = [await _turn(client, cid, t) for t in ("The tier for customer C5 is Gold.", "What is the tier for customer C5?")]
+    assert [(r["agent"], r["answer"], r["record"]["routing"]) for r in said] == \
+        [(r["agent"], r["answer"], r["record"]["routing"]) for r in straight]

@@ -30,6 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rapo.checkpoint import conversation_snapshot, diff, marks, replay, restore_conversation
 from rapo.server.store import (DEFAULT_MAX_CONVERSATIONS, ConversationInfo, Damaged, InMemoryStore,
                                StoredConversation)
@@ -64,6 +66,7 @@ class _Journal:
     base: int = 0
     base_bytes: int = 0
     since_bytes: int = 0
+    written: bool = True  # False while the base exists only as the meta's random stream (no turn yet)
 
     def full_next(self) -> None:
         """What the store has is unknown (a write failed): the next write is a full snapshot."""
@@ -203,9 +206,12 @@ class DurableConversationStore(InMemoryStore):
             if base_doc is None:
                 legacy = self._read(f"conversation/{cid}")  # written by rapo before the journal
                 base_doc = None if legacy is None else {"seq": 0, "snapshot": legacy}
+            written = base_doc is not None
+            if base_doc is None and info.turns == 0:
+                base_doc = self._fresh_base(cid)
             if base_doc is None:
                 raise ValueError("its checkpoint is missing")
-            journal = _Journal(None, int(base_doc["seq"]), int(base_doc["seq"]), _size(base_doc))
+            journal = _Journal(None, int(base_doc["seq"]), int(base_doc["seq"]), _size(base_doc), written=written)
             deltas = []
             for key in keys:
                 if key == f"journal/{cid}/base" or int(key.rsplit("/t", 1)[1]) <= journal.base:
@@ -235,6 +241,22 @@ class DurableConversationStore(InMemoryStore):
         self._journal[cid] = journal
         return state
 
+    def _fresh(self, cid: str, rng: Any) -> ConversationState:
+        assert self._orch is not None
+        state = ConversationState.new(cid, len(self._orch.agents), self._orch.embedder)
+        if rng is not None:
+            state.rng = np.random.default_rng()
+            state.rng.bit_generator.state = rng
+        return state
+
+    def _fresh_base(self, cid: str) -> dict[str, Any] | None:
+        """The base of a conversation created and never spoken to: only its meta (with its random
+        stream) was written, since the whole empty state (about 12 KB) says nothing more."""
+        meta = self._read(f"meta/{cid}")
+        if not meta or "rng" not in meta:
+            return None
+        return {"seq": 0, "snapshot": conversation_snapshot(self._fresh(cid, meta["rng"]))}
+
     def _make_room(self) -> None:
         """Unload least recently used idle conversations until one more fits (caller holds _lock).
         Every turn is on disk before it is answered, so unloading loses nothing."""
@@ -257,14 +279,22 @@ class DurableConversationStore(InMemoryStore):
         entry = StoredConversation(state=state, origin=origin, title=title)
         snap = conversation_snapshot(state)
         base = {"seq": 0, "snapshot": snap}
+        meta = self._meta(entry)
+        docs: dict[str, dict[str, Any]] = {f"meta/{entry.id}": meta}
+        rng = None if state.rng is None else state.rng.bit_generator.state
+        if snap == conversation_snapshot(self._fresh(state.id, rng)):  # rebuilt from meta alone on load
+            meta["rng"] = rng
+        else:
+            docs[f"journal/{entry.id}/base"] = base
         with self._lock:
             if state.id in self._index:
                 raise KeyError(f"conversation {state.id!r} already exists")
             self._make_room()
             self._items[state.id] = entry
             self._index[state.id] = entry.info()
-            self._journal[state.id] = _Journal(marks(snap), base_bytes=_size(base))
-        self._write({f"meta/{entry.id}": self._meta(entry), f"journal/{entry.id}/base": base}).result()
+            self._journal[state.id] = _Journal(marks(snap), base_bytes=_size(base),
+                                               written=f"journal/{entry.id}/base" in docs)
+        self._write(docs).result()
         return entry
 
     def list(self) -> list[StoredConversation]:
@@ -304,11 +334,11 @@ class DurableConversationStore(InMemoryStore):
         ops, after = diff(journal.marks, snap)
         delta = {"seq": seq, "ops": ops}
         grown = journal.since_bytes + _size(delta)
-        if grown > journal.base_bytes or seq - journal.base >= self.compact_every:
+        if not journal.written or grown > journal.base_bytes or seq - journal.base >= self.compact_every:
             base = {"seq": seq, "snapshot": snap}
             docs[f"journal/{entry.id}/base"] = base
             delete = [_seq_key(entry.id, s) for s in range(journal.base + 1, seq)]
-            journal.base, journal.base_bytes, journal.since_bytes = seq, _size(base), 0
+            journal.base, journal.base_bytes, journal.since_bytes, journal.written = seq, _size(base), 0, True
         else:
             docs[_seq_key(entry.id, seq)] = delta
             journal.since_bytes = grown
