@@ -165,3 +165,23 @@ def test_a_damaged_row_is_quarantined_with_a_warning_and_the_rest_loads(served, 
         assert kept["raw"] == raw.replace(" ", "") or kept["raw"] == raw  # its text, as it was
     finally:
         durable.close()
+
+
+def test_the_sqlalchemy_store_makes_the_same_refusals(tmp_path):
+    pytest.importorskip("sqlalchemy")
+    db, wal = _with_wal(tmp_path)
+    db.write_bytes(b"")
+    with pytest.raises(RapoError, match="write-ahead log"):
+        open_store(f"sqlite+pysqlite:///{db}")
+    missing = tmp_path / "missing.db"
+    with pytest.raises(RapoError, match="nothing was created"):
+        open_store(f"sqlite+pysqlite:///{missing}", create=False)
+    assert not missing.exists()
+    garbage = tmp_path / "g.db"
+    _filled(garbage)
+    data = bytearray(garbage.read_bytes())
+    mid = len(data) // 2 // 4096 * 4096
+    data[mid:mid + 4096] = b"\xde\xad\xbe\xef" * 1024
+    garbage.write_bytes(bytes(data))
+    with pytest.raises(RapoError, match="is damaged"):
+        open_store(f"sqlite+pysqlite:///{garbage}")

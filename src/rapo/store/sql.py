@@ -70,6 +70,15 @@ class SQLAlchemyStore:
             raise RapoError(f"{self.url} is not a database URL; use e.g. postgresql+psycopg://user@host/db, "
                             "mysql+pymysql://user@host/db or sqlite:///path.db") from None
         self._password = parsed.password
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+            from pathlib import Path
+
+            from rapo.store.sqlite import probe
+
+            probe(Path(parsed.database))  # a damaged file is refused before any writable connection
+            if not create and not Path(parsed.database).exists():
+                raise RapoError(f"there is no checkpoint store at {parsed.database}; check the --store URL "
+                                "(nothing was created)")
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             connect_args["timeout"] = 60  # wait for another process's write, as the native store does

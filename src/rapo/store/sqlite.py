@@ -29,17 +29,75 @@ def _recovery(path: Path) -> str:
             "or restore the file from a backup")
 
 
+def damaged_message(path: Path, err: Exception) -> str:
+    return (f"the checkpoint store {path} is damaged ({err}); it was not opened and nothing in it "
+            f"was changed. To recover: {_recovery(path)}")
+
+
+def file_header(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(_HEADER))
+    except OSError:
+        return b""
+
+
+def refuse_lost_wal(path: Path) -> None:
+    """SQLite opens an empty or missing main file as a new database and discards the WAL beside it:
+    the committed data in that log would be lost without a word. Refuse instead."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        wal_bytes = wal.stat().st_size
+    except OSError:
+        return
+    main_bytes = path.stat().st_size if path.exists() else -1
+    if wal_bytes > 0 and main_bytes < len(_HEADER):
+        state = "is missing" if main_bytes < 0 else f"is {main_bytes} bytes long"
+        raise RapoError(
+            f"the checkpoint store {path} {state} but its write-ahead log {wal.name} holds "
+            f"{wal_bytes} bytes: the file was truncated or copied without its log, and opening it would "
+            f"discard that data, so it was not opened. Restore {path.name} from where it was copied "
+            f"or from a backup and keep {wal.name} beside it; to start afresh instead, move both away")
+
+
+def probe(path: Path) -> None:
+    """Check an existing file through a read-only connection before anything opens it for writing:
+    a writable connection would, on closing, fold the write-ahead log into a damaged file and delete
+    the log, changing what a recovery needs. Refuses a damaged or foreign file with a message."""
+    refuse_lost_wal(path)
+    header = file_header(path)
+    if not header:
+        return
+    try:
+        ro = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+    except sqlite3.Error:
+        return  # not readable this way (permissions, no -shm possible): the writable open decides
+    try:
+        tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "rapo_meta" in tables:
+            rows = [r[0] for r in ro.execute("PRAGMA quick_check(5)").fetchall()]
+            if rows != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(str(r) for r in rows))
+    except sqlite3.OperationalError:
+        return  # e.g. locked by a writer: the writable open waits and decides
+    except sqlite3.DatabaseError as err:
+        if header.startswith(_HEADER):
+            raise RapoError(damaged_message(path, err)) from None
+        raise RapoError(f"{path} is not a rapo checkpoint store (not an SQLite database: {err}); "
+                        "pass another --store path") from None
+    finally:
+        ro.close()
+
+
 class SQLiteStore:
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._refuse_lost_wal()
+        probe(self.path)
         if not create and not self.path.exists():
             raise RapoError(f"there is no checkpoint store at {self.path}; check the --store path "
                             "(nothing was created)")
-        header = self._header()
-        if header:
-            self._probe(header)
+        header = file_header(self.path)
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=60)
         except sqlite3.Error as err:
@@ -72,54 +130,6 @@ class SQLiteStore:
 
     # -- opening -----------------------------------------------------------------------------------
 
-    def _header(self) -> bytes:
-        try:
-            with self.path.open("rb") as fh:
-                return fh.read(len(_HEADER))
-        except OSError:
-            return b""
-
-    def _refuse_lost_wal(self) -> None:
-        """SQLite opens an empty or missing main file as a new database and discards the WAL beside it:
-        the committed data in that log would be lost without a word. Refuse instead."""
-        wal = self.path.with_name(self.path.name + "-wal")
-        try:
-            wal_bytes = wal.stat().st_size
-        except OSError:
-            return
-        main_bytes = self.path.stat().st_size if self.path.exists() else -1
-        if wal_bytes > 0 and main_bytes < len(_HEADER):
-            state = "is missing" if main_bytes < 0 else f"is {main_bytes} bytes long"
-            raise RapoError(
-                f"the checkpoint store {self.path} {state} but its write-ahead log {wal.name} holds "
-                f"{wal_bytes} bytes: the file was truncated or copied without its log, and opening it would "
-                f"discard that data, so it was not opened. Restore {self.path.name} from where it was copied "
-                f"or from a backup and keep {wal.name} beside it; to start afresh instead, move both away")
-
-    def _probe(self, header: bytes) -> None:
-        """Check an existing file through a read-only connection first: a writable one would, on
-        closing, fold the write-ahead log into a damaged file and delete the log, changing what a
-        recovery needs."""
-        try:
-            ro = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
-        except sqlite3.Error:
-            return  # not readable this way (permissions, no -shm possible): the writable open decides
-        try:
-            tables = {r[0] for r in ro.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if "rapo_meta" in tables:
-                rows = [r[0] for r in ro.execute("PRAGMA quick_check(5)").fetchall()]
-                if rows != ["ok"]:
-                    raise sqlite3.DatabaseError("; ".join(str(r) for r in rows))
-        except sqlite3.OperationalError:
-            return  # e.g. locked by a writer: the writable open waits and decides
-        except sqlite3.DatabaseError as err:
-            if header.startswith(_HEADER):
-                raise RapoError(self._damaged_message(err)) from None
-            raise RapoError(f"{self.path} is not a rapo checkpoint store (not an SQLite database: {err}); "
-                            "pass another --store path") from None
-        finally:
-            ro.close()
-
     def _check_integrity(self) -> None:
         """A quick structural check (pages, b-trees; not index contents): a damaged file is refused on
         open rather than failing half-way through a run or a restore."""
@@ -128,8 +138,7 @@ class SQLiteStore:
             raise sqlite3.DatabaseError("; ".join(str(r) for r in rows))
 
     def _damaged_message(self, err: Exception) -> str:
-        return (f"the checkpoint store {self.path} is damaged ({err}); it was not opened and nothing in it "
-                f"was changed. To recover: {_recovery(self.path)}")
+        return damaged_message(self.path, err)
 
     def _wal(self) -> None:
         """Switching to WAL takes the file exclusively for a moment, and SQLite does not wait for it:
