@@ -269,3 +269,30 @@ async def test_an_empty_conversation_is_stored_small_and_comes_back_exactly(tmp_
         straight = [await _turn(client, cid, t) for t in ("The tier for customer C5 is Gold.", "What is the tier for customer C5?")]
     assert [(r["agent"], r["answer"], r["record"]["routing"]) for r in said] == \
         [(r["agent"], r["answer"], r["record"]["routing"]) for r in straight]
+
+
+async def test_concurrent_turns_on_more_conversations_than_fit_lose_nothing(tmp_path):
+    """Limit 1, three conversations, turns on all of them at once: each turn runs on the live copy of
+    its conversation (one unloaded meanwhile is loaded again), so every turn is kept, in order."""
+    import asyncio
+
+    url = f"sqlite:///{tmp_path / 'busy.db'}"
+    durable = DurableConversationStore.open(url, max_conversations=1)
+    async with _client(create_app(TEAM, backend="sim", store=durable)) as client:
+        ids = [(await client.post("/conversations")).json()["id"] for _ in range(3)]
+        texts = [f"The shipping fee for order B{i} is {10 + i} dollars." for i in range(6)]
+
+        async def talk(cid: str) -> None:
+            for text in texts:
+                await _turn(client, cid, text)
+
+        await asyncio.gather(*(talk(cid) for cid in ids))
+        for cid in ids:
+            detail = (await client.get(f"/conversations/{cid}")).json()
+            assert [r["text"] for r in detail["records"]] == texts and detail["turns"] == 6
+    durable.close()
+    durable = DurableConversationStore.open(url)
+    async with _client(create_app(TEAM, backend="sim", store=durable)) as client:
+        for cid in ids:
+            assert [r["text"] for r in (await client.get(f"/conversations/{cid}")).json()["records"]] == texts
+    durable.close()
