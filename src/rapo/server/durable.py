@@ -297,11 +297,6 @@ class DurableConversationStore(InMemoryStore):
         self._write(docs).result()
         return entry
 
-    def list(self) -> list[StoredConversation]:
-        """The loaded conversations (use `page` for all of them)."""
-        with self._lock:
-            return list(self._items.values())
-
     def page(self, offset: int, limit: int) -> tuple[list[ConversationInfo], int]:
         with self._lock:
             infos = list(self._index.values())

@@ -115,6 +115,7 @@ class InMemoryStore:
             return self._items.get(conversation_id)
 
     def list(self) -> list[StoredConversation]:
+        """The conversations in memory (in a durable store, the loaded ones: `page` lists them all)."""
         with self._lock:
             return list(self._items.values())
 
