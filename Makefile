@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TORCH ?= 2.13.0
 
 .PHONY: bench test install clean
 
@@ -11,6 +12,8 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
+	# torch first, pinned to its CPU build: sentence-transformers (the semantic extra) would otherwise pull a multi-GB CUDA one
+	$(BIN)/python -m pip install --quiet 'torch==$(TORCH)'
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

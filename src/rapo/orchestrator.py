@@ -166,7 +166,8 @@ class Orchestrator:
         p = team.prompts
         self._selection = SelectionConfig(
             budget_tokens=p.context_budget_tokens, k_retrieved=p.k_relevant, recent_turns=p.recent_turns,
-            min_relevance=p.min_relevance, neighbour_weight=p.neighbour_weight, embedding_weight=p.embedding_weight)
+            min_relevance=p.min_relevance, neighbour_weight=p.neighbour_weight, exchange_weight=p.exchange_weight,
+            embedding_weight=p.embedding_weight)
         self._unnamed = 0  # conversations created without an id, for their random streams
 
     # -- conversations -------------------------------------------------------------------------

@@ -70,6 +70,8 @@ class PromptConfig(_Strict):
         0.0, ge=0, le=1, description="A passage's lexical score as a share of the best below which it is left out.")
     neighbour_weight: float = Field(
         0.5, ge=0, description="How much a passage's score borrows from the turns beside it.")
+    exchange_weight: float = Field(
+        0.5, ge=0, description="How much a passage's score adds of the BM25 score of its turn with the one before.")
     embedding_weight: float = Field(
         0.25, ge=0, description="Weight of embedding retrieval in the fused ranking (lexical: 1); raise it for a "
         "semantic embedder.")

@@ -236,3 +236,42 @@ def run_memory_bench(
             "select_ms_per_question": 1000 * select_s / max(n_questions, 1),
         },
     }
+
+
+def write_memory_report(results: dict[str, Any], out: str | Path) -> list[Path]:
+    """memory.json, a Markdown table and a bar chart of recall per category and system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cats = results["config"]["categories"]
+    paths = [out / "memory.json", out / "memory.md", out / "memory.png"]
+    paths[0].write_text(json.dumps(results, indent=2))
+    lines = ["| system | recall | " + " | ".join(f"{c} {n}" for c, n in cats.items()) + " | tokens / question |",
+             "|---|---|" + "---|" * len(cats) + "---|"]
+    for name, row in results["systems"].items():
+        lines.append(f"| {name} | {row['evidence_recall']:.1%} | "
+                     + " | ".join(f"{row['by_category'][c]:.1%}" for c in cats)
+                     + f" | {row['tokens_per_question']:.0f} |")
+    cfg = results["config"]
+    paths[1].write_text(f"# LoCoMo evidence recall\n\n{cfg['questions']} questions of categories 1-4 in "
+                        f"{cfg['conversations']} conversations; budget {cfg['budget_tokens']} tokens; embedder "
+                        f"{cfg['embedder']}.\n\n" + "\n".join(lines) + "\n")
+    systems = [n for n in results["systems"] if n != "full-history"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(systems)
+    for i, name in enumerate(systems):
+        vals = [results["systems"][name]["by_category"][c] for c in cats]
+        ax.bar(np.arange(len(cats)) + i * width, vals, width, label=name)
+    ax.set_xticks(np.arange(len(cats)) + width * (len(systems) - 1) / 2, [f"{c} {n}" for c, n in cats.items()])
+    ax.set_ylabel("evidence recall")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Evidence recall at {cfg['budget_tokens']} context tokens per question")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(paths[2], dpi=120)
+    plt.close(fig)
+    return paths

@@ -123,14 +123,17 @@ class LexicalIndex:
             return out
         avg = self._total / n if self._total else 1.0
         norm = self.k1 * (1.0 - self.b + self.b * self._length[:n] / avg)
-        for t in set(terms):
+        counts: dict[str, int] = {}
+        for t in terms:  # a word asked twice counts twice, as in bm25s
+            counts[t] = counts.get(t, 0) + 1
+        for t, times in counts.items():
             posting = self._postings.get(t)
             if posting is None:
                 continue
             ids = np.asarray(posting[0], dtype=np.int64)
             tf = np.asarray(posting[1], dtype=np.float64)
             idf = math.log(1.0 + (n - ids.size + 0.5) / (ids.size + 0.5))
-            out[ids] += idf * tf / (tf + norm[ids])
+            out[ids] += times * idf * tf / (tf + norm[ids])
         return out
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:

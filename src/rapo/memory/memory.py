@@ -19,6 +19,7 @@ __all__ = ["Memory"]
 
 _ORIGINS = ("user", "agent", "observed", "api")
 _WORDS = re.compile(r"[a-z0-9]+")
+_PRONOUN = re.compile(r"(?i)\b(?:it|its|this|that|they|these|those|same)\b")
 
 
 class Memory:
@@ -39,6 +40,10 @@ class Memory:
         self._speakers: dict[str, int] = {}  # lowercased speaker name -> its code
         self._speaker = np.zeros(0, dtype=np.int32)  # per passage: its speaker's code + 1 (0: none)
         self._question = np.zeros(0, dtype=bool)  # per passage: does it ask rather than state?
+        self._segments: tuple[np.ndarray, np.ndarray] | None = None
+        self.exchanges = LexicalIndex()  # a piece with the one before it (see _add_exchange)
+        self._exch = np.zeros(0, dtype=np.int64)  # per passage: its exchange document (-1: none)
+        self._last_piece = ""
 
     # --- adding ------------------------------------------------------------------------------
 
@@ -63,7 +68,8 @@ class Memory:
         added: list[Passage] = []
         for who, piece in split_speakers(text):
             who = who or speaker
-            statements = extract_statements(piece, antecedent=self._antecedent) if extract else []
+            ante = self._antecedent if origin != "agent" and _PRONOUN.search(piece) else None  # keeps the cache hot
+            statements = extract_statements(piece, antecedent=ante) if extract else []
             if extra_statements:
                 keys = {s.key for s in statements}
                 statements = statements + [s for s in extra_statements if s.key not in keys]
@@ -98,6 +104,7 @@ class Memory:
             self._origin = np.concatenate([self._origin, np.zeros(grow - self._origin.shape[0], np.int8)])
             self._speaker = np.concatenate([self._speaker, np.zeros(grow - self._speaker.shape[0], np.int32)])
             self._question = np.concatenate([self._question, np.zeros(grow - self._question.shape[0], bool)])
+            self._exch = np.concatenate([self._exch, np.full(grow - self._exch.shape[0], -1, np.int64)])
         self._turn[start:n] = turn
         self._origin[start:n] = _ORIGINS.index(origin)
         self._speaker[start:n] = self._speaker_code(speaker)
@@ -106,7 +113,17 @@ class Memory:
         labelled = [f"{speaker}: {t}" if speaker else t for t in pieces]
         self.lexical.add(labelled)
         self.semantic.add(labelled)
+        if origin != "agent":
+            self._exch[start:n] = self._add_exchange(" ".join(labelled))
         return out
+
+    def _add_exchange(self, piece: str) -> int:
+        """One document per stated piece, holding it and the piece before it: a reply is found by
+        the words of what it answers ("How was the meteor shower?" / "I felt tiny and in awe")."""
+        doc = len(self.exchanges)
+        self.exchanges.add([f"{self._last_piece} {piece}".strip()])
+        self._last_piece = piece
+        return doc
 
     def _cover(self, passages: list[Passage], statements: Sequence[Statement], facts: Sequence[Fact]) -> None:
         """Which passage each fact was read from, and how much of that passage the facts quote."""
@@ -148,6 +165,19 @@ class Memory:
     def passage_of_fact(self, fact_id: int) -> Passage | None:
         pid = self._of_fact.get(fact_id)
         return None if pid is None else self.passages[pid]
+
+    def turn_segments(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each turn's run of passages starts, and each passage's run number (passages arrive
+        in turn order, so a turn's passages are contiguous)."""
+        n = len(self.passages)
+        if self._segments is None or self._segments[1].size != n:
+            turns = self._turn[:n]
+            starts = np.flatnonzero(np.r_[True, turns[1:] != turns[:-1]]) if n else np.zeros(0, np.int64)
+            self._segments = (starts, np.cumsum(np.r_[True, turns[1:] != turns[:-1]]) - 1 if n else starts)
+        return self._segments
+
+    def exchange_array(self) -> np.ndarray:
+        return self._exch[: len(self.passages)]
 
     def turn_array(self) -> np.ndarray:
         return self._turn[: len(self.passages)]
@@ -192,8 +222,8 @@ class Memory:
     def snapshot(self) -> dict[str, object]:
         return {
             "ledger": self.ledger.snapshot(),
-            "passages": [[p.turn, p.part, p.text, p.speaker, p.when, p.origin, p.covered_by, round(p.coverage, 4)]
-                         for p in self.passages],
+            "passages": [[p.turn, p.part, p.text, p.speaker, p.when, p.origin, p.covered_by, round(p.coverage, 4),
+                          int(self._exch[p.id])] for p in self.passages],
             "of_fact": [[f, p] for f, p in self._of_fact.items()],
             "antecedent": None if self._antecedent is None else self._antecedent.model_dump(),
         }
@@ -204,7 +234,9 @@ class Memory:
         mem = cls(embedder)
         mem.ledger = Ledger.restore(embedder, snap["ledger"])  # type: ignore[arg-type]
         rows = snap.get("passages", [])
-        for turn, part, text, speaker, when, origin, covered, coverage in rows:  # type: ignore[union-attr,misc]
+        exch: list[int] = []
+        for turn, part, text, speaker, when, origin, covered, coverage, *rest in rows:  # type: ignore[union-attr,misc]
+            exch.append(int(rest[0]) if rest else -1)
             p = Passage(id=len(mem.passages), turn=int(turn), part=int(part), text=str(text), speaker=speaker,
                         when=when, origin=str(origin), tokens=count_tokens(str(text)), covered_by=list(covered),
                         coverage=float(coverage))
@@ -219,6 +251,13 @@ class Memory:
         if n:
             mem.lexical.add(labelled)
             mem.semantic.add(labelled)
+        mem._exch = np.array(exch, dtype=np.int64)
+        pieces: dict[int, list[str]] = {}
+        for text, doc in zip(labelled, exch):
+            if doc >= 0:
+                pieces.setdefault(doc, []).append(text)
+        for doc in sorted(pieces):
+            mem._add_exchange(" ".join(pieces[doc]))
         mem._of_fact = {int(f): int(p) for f, p in snap.get("of_fact", [])}  # type: ignore[union-attr]
         ante = snap.get("antecedent")
         mem._antecedent = Statement.model_validate(ante) if ante else None

@@ -56,6 +56,7 @@ class SelectionConfig:
     recent_turns: int = 1
     min_relevance: float = 0.0  # a passage's lexical score as a share of the best, below which it is left out
     neighbour_weight: float = 0.5
+    exchange_weight: float = 0.5  # how much a passage's score adds of its exchange's (it and the turn before)
     per_turn: int = 1  # retrieved passages of one turn at most: the budget is spread over more turns
     speaker_boost: float = 1.3  # a passage by a speaker the query names ranks this much higher
     question_weight: float = 0.5  # a question states nothing: it ranks below statements that match as well
@@ -111,15 +112,17 @@ class _Picker:
         return True
 
 
-def _passage_items(p: "Passage", memory: "Memory", reason: Reason, score: float, cfg: SelectionConfig) -> list[ContextItem]:
-    """A passage as the prompt should see it: as its current facts when the ledger read it whole;
-    as said otherwise, with the correction of any value it states that was superseded since."""
+def _passage_items(p: "Passage", memory: "Memory", reason: Reason, score: float, cfg: SelectionConfig,
+                   skip: set[int] | frozenset[int] = frozenset()) -> list[ContextItem]:
+    """A passage as the prompt should see it: as its current facts (those not in `skip`) when the
+    ledger read it whole; as said otherwise, with the correction of any value it states that was
+    superseded since."""
     ledger = memory.ledger
     if p.covered_by and p.coverage >= cfg.covered:
         out = []
         for fid in p.covered_by:
             current = ledger.current_of(fid)
-            if current is not None and current.origin not in cfg.exclude_origin:
+            if current is not None and current.id not in skip and current.origin not in cfg.exclude_origin:
                 out.append(_fact_item(current, reason if reason != "retrieved" else "relevant", score, memory))
         return out
     text = p.text
@@ -158,8 +161,7 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
             p = memory.passages[pid]
             if p.id in pick.passages or per_turn.get(p.turn, 0) >= cfg.per_turn:
                 continue
-            items = _passage_items(p, memory, "retrieved", score, cfg)
-            fresh = [i for i in items if i.fact_id not in pick.facts or i.fact_id is None]
+            fresh = _passage_items(p, memory, "retrieved", score, cfg, pick.facts)
             if not fresh:
                 continue
             if not all(pick.take(i) for i in fresh):
@@ -181,16 +183,18 @@ def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tur
     n = len(memory.passages)
     lexical = memory.lexical.scores(query)
     turn_of = memory.turn_array()
+    if cfg.exchange_weight > 0 and n and len(memory.exchanges):
+        exch = memory.exchange_array()
+        per_doc = memory.exchanges.scores(query)
+        lexical = lexical + cfg.exchange_weight * np.where(exch >= 0, per_doc[np.maximum(exch, 0)], 0.0)
     if cfg.neighbour_weight > 0 and n:
-        # the best score of each turn, shared with the turns beside it
-        turns = np.unique(turn_of)
-        best = np.zeros(turns.size)
-        pos = np.searchsorted(turns, turn_of)
-        np.maximum.at(best, pos, lexical)
-        beside = np.zeros(turns.size)
+        # the best score of each turn (a turn's passages are contiguous), shared with the turns beside it
+        starts, seg = memory.turn_segments()
+        best = np.maximum.reduceat(lexical, starts)
+        beside = np.zeros(best.size)
         beside[1:] += best[:-1]
         beside[:-1] += best[1:]
-        lexical = lexical + cfg.neighbour_weight * 0.5 * beside[pos]
+        lexical = lexical + cfg.neighbour_weight * 0.5 * beside[seg]
     allowed = memory.allowed_mask(cfg.exclude_origin)
     if now_turn is not None:
         allowed &= turn_of < now_turn  # the step's own text is its task, not its context
