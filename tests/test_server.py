@@ -204,17 +204,27 @@ def test_store_is_thread_safe_and_bounded():
     from rapo.state import ConversationState
 
     emb = make_embedder("hashing")
+    from rapo.server.store import StoreFull
+
     store = InMemoryStore(max_conversations=50)
     states = [ConversationState.new(f"c{i}", 2, emb) for i in range(200)]
+
+    def create(st):
+        try:
+            return store.create(st, origin="rest")
+        except StoreFull:
+            return None
+
     with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda st: store.create(st, origin="rest"), states))
-    assert len(store) == 50  # the oldest idle ones made room
+        made = [e for e in pool.map(create, states) if e is not None]
+    assert len(store) == 50 and len(made) == 50  # past the limit new ones are refused, no old one dropped
     kept = {e.id for e in store.list()}
+    assert kept == {e.id for e in made}
     assert all(store.get(k).state.id == k for k in kept)
     with ThreadPoolExecutor(8) as pool:
         deleted = list(pool.map(store.delete, sorted(kept) * 2))
     assert sum(deleted) == 50 and len(store) == 0
-    with pytest.raises(ValueError):
+    with pytest.raises(RapoError, match="at least 1"):
         InMemoryStore(max_conversations=0)
 
 

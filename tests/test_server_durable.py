@@ -64,6 +64,7 @@ async def test_restarted_server_continues_every_conversation(tmp_path, scheme):
 
     store = open_store(url)  # the deleted conversation's content is gone from the file, not only hidden
     run = "serve/bench-support"
-    assert store.get(run, f"conversation/{gone}") == {"deleted": True}
-    assert store.get(run, f"conversation/{cid}")["turn"] == 3  # the third turn was written through as well
+    assert store.keys(run, f"journal/{gone}/") == [] and store.get(run, f"meta/{gone}") == {"deleted": True}
+    assert store.get(run, f"meta/{cid}")["turns"] == 3  # the third turn was written through as well
+    assert store.get(run, "_lease") is None  # a closed server gives its lease back
     store.close()

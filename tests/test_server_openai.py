@@ -53,17 +53,19 @@ async def test_chat_continues_the_stored_conversation(client, server):
     assert stored.origin == "openai" and len(stored.records) == 2
 
 
-async def test_unknown_history_is_replayed_into_a_new_conversation(client, server):
+async def test_unknown_history_is_observed_into_a_new_conversation(client, server):
     messages = [{"role": "system", "content": "be brief"},
                 {"role": "user", "content": "The shipping fee for order B22 is 12 dollars."},
                 {"role": "assistant", "content": "ok (an answer this server never gave)"},
                 {"role": "user", "content": [{"type": "text", "text": "What is the shipping fee for order B22?"}]}]
     r = await client.chat.completions.create(model="bench-support", messages=messages)
     extra = r.model_extra["rapo"]
-    assert extra["history"] == "replayed" and extra["turn"] == 2 and extra["value"] == "12 dollars"
+    assert extra["history"] == "observed" and extra["turn"] == 3 and extra["value"] == "12 dollars"
     stored = server[1].state.service.store.get(extra["conversation"])
-    assert [rec.text for rec in stored.records] == ["The shipping fee for order B22 is 12 dollars.",
-                                                     "What is the shipping fee for order B22?"]
+    assert [(rec.text, rec.speaker) for rec in stored.records] == [
+        ("The shipping fee for order B22 is 12 dollars.", "user"), ("ok (an answer this server never gave)", "assistant"),
+        ("What is the shipping fee for order B22?", None)]
+    assert [rec.calls for rec in stored.records[:2]] == [0, 0]  # taken into memory, not asked
 
 
 async def test_streaming_gives_the_same_kind_of_answer_in_chunks(client):

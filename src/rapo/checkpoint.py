@@ -121,3 +121,113 @@ def restore_matrix_counts(m: CapabilityMatrix, data: dict[str, Any]) -> None:
                         "the checkpoint belongs to a different team")
     m.successes[...] = s
     m.failures[...] = f
+
+
+# -- append-only journal of a conversation's snapshots ----------------------------------------
+#
+# A conversation written after every turn would rewrite everything it ever said (0.16 MB at turn 1,
+# 2.7 MB at turn 400). The journal writes what changed since the last write instead: items appended
+# to a list (turn records, ledger facts, memory passages), items of a list changed in place, text
+# appended to a long string (base64 vector blobs), values replaced. It works on whatever
+# `conversation_snapshot` returns, knowing nothing of its fields; a full snapshot is written every
+# `every` writes, and `replay(base, deltas)` gives back the snapshot exactly.
+
+_TAIL = 4  # a base64 blob that grew keeps all but (at most) its last 4-character quantum
+_MIN_TEXT = 512  # shorter strings are simply replaced
+
+
+def _digest(value: Any) -> bytes:
+    """Equal digests mean equal content (pickle writes every value out; four times faster than JSON
+    here). Equal content may, rarely, pickle differently (shared references): that costs a redundant
+    write, never a missed change."""
+    import hashlib
+    import pickle
+
+    blob = value.encode() if isinstance(value, str) else pickle.dumps(value, protocol=5)
+    return hashlib.blake2b(blob, digest_size=12).digest()
+
+
+def marks(value: Any) -> Any:
+    """What the journal remembers of a written snapshot: digests only, never the content."""
+    if isinstance(value, dict):
+        return ("d", {k: marks(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return ("l", [_digest(v) for v in value])
+    if isinstance(value, str) and len(value) >= _MIN_TEXT:
+        n = len(value)
+        return ("s", n, [_digest(value[:n - k]) for k in range(_TAIL + 1)])
+    return ("v", _digest(value))
+
+
+def diff(old: Any, new: Any) -> tuple[Any, Any]:
+    """(ops, marks of `new`): ops is None when nothing changed, else what turns `old`'s value into `new`."""
+    if isinstance(new, dict) and old[0] == "d":
+        ops: dict[str, Any] = {}
+        out: dict[str, Any] = {}
+        for k, v in new.items():
+            if k in old[1]:
+                op, out[k] = diff(old[1][k], v)
+                if op is not None:
+                    ops[k] = op
+            else:
+                ops[k], out[k] = {"=": v}, marks(v)
+        gone = [k for k in old[1] if k not in new]
+        if gone:
+            ops["\x00del"] = gone
+        return ({"d": ops} if ops else None), ("d", out)
+    if isinstance(new, list) and old[0] == "l":
+        digests = [_digest(v) for v in new]
+        before = old[1]
+        if len(digests) >= len(before):
+            changed = {str(i): new[i] for i in range(len(before)) if digests[i] != before[i]}
+            if len(changed) <= len(before) // 2 or not before:
+                op: dict[str, Any] = {}
+                if changed:
+                    op["p"] = changed
+                if len(digests) > len(before):
+                    op["+"] = new[len(before):]
+                return (op or None), ("l", digests)
+        return {"=": new}, ("l", digests)
+    if isinstance(new, str) and old[0] == "s" and len(new) >= old[1] - _TAIL:
+        n = old[1]
+        for k in range(_TAIL + 1):
+            if len(new) >= n - k and _digest(new[:n - k]) == old[2][k]:
+                if k == 0 and len(new) == n:
+                    return None, old
+                return {"s": [n - k, new[n - k:]]}, marks(new)
+    m = marks(new)
+    if m == old:
+        return None, old
+    return {"=": new}, m
+
+
+def apply(value: Any, op: Any) -> Any:
+    """The inverse of `diff`: `value` (a snapshot, or a part of one) with the ops applied."""
+    if op is None:
+        return value
+    if "=" in op:
+        return op["="]
+    if "d" in op:
+        out = dict(value)
+        for k, sub in op["d"].items():
+            if k == "\x00del":
+                for gone in sub:
+                    out.pop(gone, None)
+            else:
+                out[k] = apply(out.get(k), sub)
+        return out
+    if "s" in op:
+        keep, add = op["s"]
+        return value[:keep] + add
+    items = list(value)
+    for i, item in op.get("p", {}).items():
+        items[int(i)] = item
+    return items + list(op.get("+", []))
+
+
+def replay(base: dict[str, Any], deltas: list[Any]) -> dict[str, Any]:
+    """A conversation's snapshot from its last full one and the deltas written after it, in order."""
+    snap = base
+    for ops in deltas:
+        snap = apply(snap, ops)
+    return snap

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -30,7 +31,13 @@ def _read_turns(turns: list[str], turns_file: Path | None) -> tuple[list[str], l
     if turns_file is not None:
         if not turns_file.is_file():
             fail(f"turns file {turns_file} not found")
-        for n, line in enumerate(turns_file.read_text().splitlines(), 1):
+        try:
+            lines = turns_file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as err:
+            fail(f"turns file {turns_file} is not UTF-8 text (byte {err.start}: {err.reason}); give one turn "
+                 "per line, or JSON lines, saved as UTF-8")
+            return [], []
+        for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             if line.lstrip().startswith("{"):
@@ -137,6 +144,7 @@ def bench(
     run_id: Optional[str] = typer.Option(None, help="Name of the run in the store (default: generated)."),
     faults: float = typer.Option(0.0, help="Fail this share of model calls on purpose (0 to <1, e.g. 0.2), in every way endpoints fail, for every system; retried with backoff."),
     fault_seed: int = typer.Option(0, help="Seed of which calls --faults fails, and how."),
+    force: bool = typer.Option(False, "--force", help="With --store: take over the run from a process whose lease has expired."),
 ) -> None:
     """Run the paper's experiment: every system on the same generated conversations and model."""
     if ctx.invoked_subcommand is not None:
@@ -168,9 +176,6 @@ def bench(
             store=store, run_id=(run_id or _new_run_id()) if store else None, faults=faults, fault_seed=fault_seed,
             executor=executor, address=address, learning=learning,
         )
-        if cfg.store:
-            console.print(f"[dim]run id {cfg.run_id}: after an interruption, finish it with "
-                          f"`rapo resume {cfg.run_id} --store {mask_url(cfg.store)}`[/]", soft_wrap=True)
         if backend == "openai":
             cfg.sensitivity = []  # profiles are the simulator's; a real endpoint has one behaviour
         from rapo.backends.sim import PROFILES
@@ -178,7 +183,11 @@ def bench(
         for p in [cfg.profile, *cfg.sensitivity]:
             if p not in PROFILES:
                 fail(f"unknown profile {p!r}; profiles: {', '.join(PROFILES)}")
-        results = run_benchmark(cfg)
+        with _owned(cfg.store, cfg.run_id, force, create=True):
+            if cfg.store:  # only now that the store opened and the run is ours
+                console.print(f"[dim]run id {cfg.run_id}: after an interruption, finish it with "
+                              f"`rapo resume {cfg.run_id} --store {mask_url(cfg.store)}`[/]", soft_wrap=True)
+            results = run_benchmark(cfg)
     except BackendUnavailable as err:
         _stopped(err, cfg.store, cfg.run_id)
         return
@@ -186,6 +195,32 @@ def bench(
         fail(str(err))
         return
     _show(results, out)
+
+
+@contextmanager
+def _owned(store: str | None, run_id: str | None, force: bool, *, create: bool) -> Iterator[None]:
+    """Hold the run's lease in its store while the block runs (nothing without a store): a second
+    process on the same run is refused, naming the owner, instead of redoing the same work."""
+    if not store or not run_id:
+        yield
+        return
+    from rapo.store import open_store
+    from rapo.store.lease import Lease
+
+    st = open_store(store, create=create)
+    try:
+        if not create and st.get(run_id, "config") is None:
+            raise RapoError(f"no run {run_id!r} in {mask_url(store)}; runs there: {', '.join(st.runs()) or 'none'}")
+        lease = Lease(st, run_id, where=mask_url(store)).acquire(force)
+        if lease.note:
+            err_console.print(f"[yellow]note:[/] {lease.note}", soft_wrap=True)
+        lease.start()
+        try:
+            yield
+        finally:
+            lease.release()
+    finally:
+        st.close()
 
 
 @bench_app.command("memory")
@@ -298,6 +333,7 @@ def resume(
     workers: Optional[int] = typer.Option(None, min=1, help="Processes, or the CPUs of a local Ray (default: CPU count)."),
     executor: Optional[str] = typer.Option(None, help="local or ray (default: as the run started)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster for --executor ray (default: as the run started)."),
+    force: bool = typer.Option(False, "--force", help="Take over the run from a process whose lease has expired."),
 ) -> None:
     """Finish an interrupted `rapo bench --store` run: done conversations are kept, the rest continue."""
     from rapo.backends.retry import BackendUnavailable
@@ -307,8 +343,9 @@ def resume(
         fail(f"--executor {executor!r}: use local or ray")
     overrides = {k: v for k, v in {"workers": workers, "executor": executor, "address": address}.items() if v}
     try:
-        cfg = resume_config(store, run_id, **overrides)
-        results = run_benchmark(cfg)
+        with _owned(store, run_id, force, create=False):  # a mistyped store is not created empty
+            cfg = resume_config(store, run_id, **overrides)
+            results = run_benchmark(cfg)
     except BackendUnavailable as err:
         _stopped(err, store, run_id)
         return
@@ -344,6 +381,8 @@ def serve_cmd(
     port: int = typer.Option(8000, min=1, max=65535),
     token: Optional[str] = typer.Option(None, envvar="RAPO_TOKEN", help="Bearer token (or RAPO_TOKEN)."),
     store: Optional[str] = typer.Option(None, help="Keep conversations in this store (sqlite:///path.db, a path, or a database URL such as postgresql+psycopg://...): a restarted server continues them."),
+    max_conversations: int = typer.Option(10_000, "--max-conversations", min=1, envvar="RAPO_MAX_CONVERSATIONS", help="Conversations held in memory (or RAPO_MAX_CONVERSATIONS). With --store, idle ones past it are unloaded, never deleted, and load again when used; without, new ones past it are refused (429)."),
+    force: bool = typer.Option(False, "--force", help="With --store: take over the store from a server whose lease has expired."),
 ) -> None:
     """Serve a team over HTTP: REST, server-sent events, /v1/chat/completions and the trace viewer."""
     try:
@@ -352,7 +391,7 @@ def serve_cmd(
         fail("the HTTP service needs the serve extra: pip install 'rapo[serve]'")
         return
     try:
-        serve(team, backend, host, port, token, store=store)
+        serve(team, backend, host, port, token, store=store, max_conversations=max_conversations, force=force)
     except RapoError as err:
         fail(str(err))
 

@@ -195,7 +195,12 @@ class Orchestrator:
 
     def run(self, turns: str | Sequence[str], conversation: ConversationState | None = None, **kw: Any) -> RunResult:
         """Synchronous wrapper of `arun` for scripts and notebooks without a running loop."""
-        return asyncio.run(self._run_and_close(turns, conversation, **kw))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self._run_and_close(turns, conversation, **kw))
+        raise RapoError("orch.run() cannot start its own event loop inside one that is already running (a "
+                        "notebook, an async function): use `await orch.arun(...)` there instead")
 
     async def _run_and_close(self, turns: Any, conversation: Any, **kw: Any) -> RunResult:
         try:

@@ -213,3 +213,26 @@ def estimate_difficulty(requirement: np.ndarray, n_named: int, n_dependencies: i
     p = np.clip(requirement, 1e-9, 1.0)
     entropy = float(-(p * np.log(p)).sum() / np.log(len(p))) if len(p) > 1 else 0.0
     return float(min(1.0, 0.15 * max(n_named - 1, 0) + 0.2 * n_dependencies + 0.3 * entropy))
+
+
+def check_template(source: str) -> None:
+    """Render a custom template with sample values, empty and filled, so that a mistake in it (bad
+    syntax, an unknown variable) is reported when the team loads, not at the first question."""
+    from types import SimpleNamespace
+
+    builder = PromptBuilder(["lookup"])
+    plan = PromptPlan(strategy="Answer from the facts.", strategy_kind="terse", dominant_type="lookup",
+                      difficulty=0.0, match=1.0)
+    fact = SimpleNamespace(fact_id=0, turn=1, source="user", text="The refund limit for order A17 is 120 dollars.",
+                           reason="named", score=1.0)
+    filled = {"context": [fact], "handoff": "A note from the previous agent.",
+              "history": [Message(role="user", content="Hello.")], "peers": "Another agent answered 120 dollars."}
+    for extra in ({"context": [], "handoff": None, "history": [], "peers": None}, filled):
+        try:
+            builder.render(source, role="A sample role.", plan=plan, task="What is the refund limit for order A17?",
+                           **extra)  # type: ignore[arg-type]
+        except RapoError:
+            raise
+        except Exception as err:  # noqa: BLE001 - jinja2 raises many kinds; each is the template's fault
+            raise RapoError(f"the prompt template fails to render: {type(err).__name__}: {err} (it may use the "
+                            "variables role, strategy, output_format, context, handoff, history and task)") from None

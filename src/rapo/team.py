@@ -159,10 +159,32 @@ def team_from_dict(data: Any, source: str = "<dict>", base_dir: Path | None = No
                 path = (base_dir / a.template_file).resolve()
                 if not path.is_file():
                     raise RapoError(f"invalid team file {source}: agents.{a.name}.template_file: {path} not found")
-                a = a.model_copy(update={"template": path.read_text(), "template_file": None})
+                a = a.model_copy(update={"template": _read_text(path, f"template file of agent {a.name!r}"),
+                                         "template_file": None})
             agents.append(a)
         team = team.model_copy(update={"agents": agents})
+    _check_templates(team, source)
     return team
+
+
+def _check_templates(team: TeamSpec, source: str) -> None:
+    from rapo.prompts import check_template
+
+    for a in team.agents:
+        if a.template:
+            try:
+                check_template(a.template)
+            except RapoError as err:
+                raise RapoError(f"invalid team file {source}: agents.{a.name}.template: {err}") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A text file as UTF-8, or a message saying it is not one (a binary file, another encoding)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise RapoError(f"the {what} {path} is not UTF-8 text (byte {err.start}: {err.reason}); "
+                        "save it as UTF-8 text") from None
 
 
 def bench_team() -> TeamSpec:
@@ -178,7 +200,7 @@ def load_team(path: str | Path) -> TeamSpec:
     if not p.is_file():
         raise RapoError(f"team file {p} not found; see examples/ for a team to start from")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(_read_text(p, "team file"))
     except yaml.YAMLError as err:
         raise RapoError(f"team file {p} is not valid YAML: {err}") from None
     return team_from_dict(data, str(p), p.parent)

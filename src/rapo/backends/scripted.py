@@ -27,13 +27,14 @@ class ScriptedCall(BaseModel):
     max_tokens: int | None = None
 
 
+SCRIPTED_ANSWER = "(scripted reply: no model was called)"
+
+
 def default_reply(messages: Sequence[Message], model: str) -> str:
-    """Acknowledge and quote the last user message, so a reply shows which prompt it answers."""
-    last = next((m.content for m in reversed(messages) if m.role == "user"), "")
-    quote = " ".join(last.split())[:60]
-    return f"I received your message.\nAnswer: {quote}" if quote else (
-        "I received your message.\nAnswer: (no user message)"
-    )
+    """A plain reply that says what it is: the scripted backend calls no model, so echoing the prompt
+    back (as it once did) read like an answer. Give `replies` or a function for anything else."""
+    return ("This is rapo's scripted backend, which answers every prompt the same way without calling a "
+            f"model; use --backend sim or --backend openai for real answers.\nAnswer: {SCRIPTED_ANSWER}")
 
 
 class _Cycle:

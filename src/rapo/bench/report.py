@@ -310,7 +310,7 @@ def _sensitivity_line(prof: str, block: dict[str, Any]) -> str:
     r = block.get("ratios") or {}
     tail = ""
     if _finite(r.get("latency_reduction_vs_handoff")):
-        tail = (f"; rapo latency -{_pct(r['latency_reduction_vs_handoff'])} vs handoff, "
+        tail = (f"; rapo latency {_pct(-r['latency_reduction_vs_handoff'], sign=True)} vs handoff, "
                 f"ROUGE-L {_pct(r.get('rouge_l_gain_vs_handoff'), sign=True)}")
     return f"[bold]sensitivity {prof}[/]: success/latency per conv: " + ", ".join(parts) + tail
 

@@ -9,6 +9,7 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
@@ -21,7 +22,32 @@ _PROGRESS: Any = None  # the worker's queue to the progress bar (set by the pool
 def _init_worker(progress_queue: Any) -> None:
     global _PROGRESS
     _PROGRESS = progress_queue
+    exit_with_parent()
     quiet_gc()
+
+
+def exit_with_parent(poll_s: float = 0.5) -> None:
+    """A worker whose parent was killed (SIGKILL leaves no time to stop it) would run on forever under
+    PID 1, blocked on the dead parent's pipe or lock. Linux sends it SIGKILL when the parent goes
+    (PR_SET_PDEATHSIG); everywhere, a daemon thread sees the parent change and exits."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the thread below still catches it
+        if os.getppid() != parent:  # died before the signal was armed
+            os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="rapo-parent-watch").start()
 
 
 def quiet_gc() -> None:

@@ -41,10 +41,13 @@ from rapo.server.models import (
     ModelList,
     TurnRequest,
     TurnResponse,
+    MAX_CHAT_CHARS,
+    MAX_TEXT_CHARS,
     openai_error,
 )
 from rapo.server.durable import DurableConversationStore
-from rapo.server.store import ConversationStore, InMemoryStore, StoredConversation
+from rapo.server.store import (DEFAULT_MAX_CONVERSATIONS, ConversationInfo, ConversationStore, Damaged,
+                               InMemoryStore, StoredConversation, StoreFull)
 from rapo.team import TeamSpec, load_team
 from rapo.types import RapoError
 
@@ -160,14 +163,38 @@ class _Service:
             store.attach(self.orch)  # loads the conversations a previous server left
 
     def entry(self, conversation_id: str) -> StoredConversation:
-        entry = self.store.get(conversation_id)
+        entry = self._get(conversation_id)
         if entry is None:
             raise ApiError(404, f"no conversation with id {_short(conversation_id)!r}; "
                                 "GET /conversations lists the ones that exist", field="conversation_id")
         return entry
 
+    def _get(self, conversation_id: str) -> StoredConversation | None:
+        try:
+            return self.store.get(conversation_id)
+        except Damaged as err:
+            raise ApiError(500, str(err), code="damaged_in_store") from None
+
     def new(self, origin: str, title: str | None = None) -> StoredConversation:
-        return self.store.create(self.orch.new_conversation(), origin=origin, title=title)
+        try:
+            return self.store.create(self.orch.new_conversation(), origin=origin, title=title)
+        except StoreFull as err:
+            raise ApiError(429, str(err), code="too_many_conversations") from None
+
+    async def locked(self, entry: StoredConversation) -> StoredConversation:
+        """Lock the conversation's live entry: the one in hand may have been unloaded from memory (and
+        loaded again as a new object) while this request waited, and a turn must run on the live one.
+        Returns it locked; the caller releases `entry.lock`."""
+        while True:
+            await entry.lock.acquire()
+            live = self._get(entry.id)
+            if live is entry:
+                return entry
+            entry.lock.release()
+            if live is None:
+                raise ApiError(404, f"conversation {_short(entry.id)!r} was deleted while this request waited",
+                               field="conversation_id")
+            entry = live
 
     async def turn(self, entry: StoredConversation, text: str, critical: bool,
                    on_stage: StageHook | None = None) -> TurnRecord:
@@ -175,23 +202,37 @@ class _Service:
         leave the conversation half-updated."""
 
         async def run() -> TurnRecord:
-            async with entry.lock:
-                record = await self.orch.astep(entry.state, text, critical=critical, on_stage=on_stage)
-                await self.saved(entry)
+            live = await self.locked(entry)
+            try:
+                record = await self.orch.astep(live.state, text, critical=critical, on_stage=on_stage)
+                await self.saved(live)
                 return record
+            finally:
+                live.lock.release()
 
         return await _shielded(run)
 
-    async def saved(self, entry: StoredConversation) -> None:
-        """After each turn, with the entry locked: a durable store writes it through before the answer goes out."""
+    async def saved(self, entry: StoredConversation, extra: dict[str, dict[str, Any]] | None = None) -> None:
+        """After each turn, with the entry locked: a durable store writes it (and `extra` documents, such
+        as the chat map) through before the answer goes out."""
         if isinstance(self.store, DurableConversationStore):
-            await self.store.saved(entry)
+            await self.store.saved(entry, extra)
 
-    def summary(self, entry: StoredConversation) -> ConversationSummary:
-        records = entry.records
-        return ConversationSummary(id=entry.id, created=entry.created, title=entry.title,
-                                   origin=entry.origin, turns=len(records),
-                                   last_text=_short(records[-1].text, 120) if records else None)
+    def chat_hit(self, key: str) -> tuple[str, int] | None:
+        """Which conversation, at which turn, a chat's earlier messages belong to: remembered here, and
+        in a durable store also on disk, so a restarted server continues the chat."""
+        hit = self.prefixes.get(key)
+        if hit is None and isinstance(self.store, DurableConversationStore):
+            doc = self.store.lookup(f"chat/{key}")
+            if doc and isinstance(doc.get("conversation"), str) and isinstance(doc.get("turn"), int):
+                hit = (doc["conversation"], doc["turn"])
+        return hit
+
+    @staticmethod
+    def summary(info: ConversationInfo) -> ConversationSummary:
+        return ConversationSummary(id=info.id, created=info.created, title=info.title, origin=info.origin,
+                                   turns=info.turns,
+                                   last_text=_short(info.last_text, 120) if info.last_text else None)
 
     def capabilities(self) -> dict[str, dict[str, float]]:
         mean = self.orch.matrix.mean()
@@ -254,6 +295,9 @@ def _readable(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
             msg = "this field is required"
         elif e.get("type") == "extra_forbidden":
             msg = "unknown field; remove it"
+        elif e.get("type") == "string_pattern_mismatch" and "\\x00" in str(e.get("ctx", {}).get("pattern", "")):
+            msg = "must not contain NUL characters"
+            field = ".".join(p for p in loc if p != "constrained-str")
         out.append({"field": field, "message": msg})
     return out
 
@@ -265,10 +309,12 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = 65536,
     store: ConversationStore | None = None,
+    max_conversations: int = DEFAULT_MAX_CONVERSATIONS,
 ) -> FastAPI:
     """The app for one team. `backend` overrides the team file's (e.g. "sim"); with `token`, every
     route but /health (and the static docs/viewer shells, which hold no data) needs
-    `Authorization: Bearer <token>`."""
+    `Authorization: Bearer <token>`. Without `store`, conversations live in memory and a new one past
+    `max_conversations` is refused (429); a durable store has its own limit, of what it keeps loaded."""
     spec = team if isinstance(team, TeamSpec) else load_team(team)
     if backend:
         spec = spec.with_backend(backend)
@@ -276,17 +322,20 @@ def create_app(
         raise RapoError("the token must not be empty; leave it out to serve without auth on loopback")
     if max_body_bytes < 1024:
         raise RapoError(f"max_body_bytes={max_body_bytes} is too small to carry a turn; use at least 1024")
-    svc = _Service(spec, store if store is not None else InMemoryStore())  # an empty store is falsy
+    svc = _Service(spec, store if store is not None else InMemoryStore(max_conversations))  # empty is falsy
     expected = token.encode() if token else None
     bearer = HTTPBearer(auto_error=False, description="The token given to `rapo serve --token`.")
 
-    async def authorised(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    def check_token(header: str | None) -> None:
         if expected is None:
             return
-        given = creds.credentials.encode() if creds is not None else b""
-        if not secrets.compare_digest(given, expected):
+        scheme, _, given = (header or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected):
             raise ApiError(401, "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
                                 " with the token the server was started with", code="invalid_api_key")
+
+    async def authorised(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        check_token(f"Bearer {creds.credentials}" if creds is not None else None)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -322,6 +371,10 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        try:  # a body is parsed before the route's dependencies run: say 401 before saying what is wrong with it
+            check_token(request.headers.get("authorization"))
+        except ApiError as denied:
+            return await _api_error(request, denied)
         fields = _readable(list(exc.errors()))
         message = "invalid request: " + "; ".join(f"{f['field']}: {f['message']}" for f in fields[:5])
         return _error(request, 422, message, fields)
@@ -354,18 +407,32 @@ def create_app(
 
     @app.get("/conversations", response_model=ConversationList, dependencies=auth, responses=errors,
              tags=["conversations"])
-    async def list_conversations() -> ConversationList:
-        return ConversationList(conversations=[svc.summary(e) for e in svc.store.list()])
+    async def list_conversations(
+        offset: int = Query(0, ge=0, description="Skip this many (oldest first)."),
+        limit: int = Query(100, ge=1, le=1000, description="At most this many."),
+    ) -> ConversationList:
+        infos, total = svc.store.page(offset, limit)
+        after = offset + len(infos)
+        return ConversationList(conversations=[svc.summary(i) for i in infos], total=total, offset=offset,
+                                next_offset=after if after < total else None)
 
     @app.get("/conversations/{conversation_id}", response_model=ConversationDetail, dependencies=auth,
              responses=errors, tags=["conversations"])
-    async def get_conversation(conversation_id: str) -> ConversationDetail:
+    async def get_conversation(
+        conversation_id: str,
+        offset: int = Query(0, ge=0, description="First turn record to include (0: the first turn)."),
+        limit: int = Query(100, ge=1, le=1000, description="At most this many turn records."),
+    ) -> ConversationDetail:
         entry = svc.entry(conversation_id)
         facts = [FactView(id=f.id, key=f.key, subject=f.subject, attribute=f.attribute, value=f.value,
                           text=f.text, turn=f.turn, source=f.source, origin=f.origin)
                  for f in entry.state.ledger.current()]
-        return ConversationDetail(**svc.summary(entry).model_dump(), facts=facts, capabilities=svc.capabilities(),
-                                  records=list(entry.records))
+        records = list(entry.records)
+        page = records[offset:offset + limit]
+        after = offset + len(page)
+        return ConversationDetail(**svc.summary(entry.info()).model_dump(), facts=facts,
+                                  capabilities=svc.capabilities(), records=page, records_offset=offset,
+                                  next_offset=after if after < len(records) else None)
 
     @app.delete("/conversations/{conversation_id}", response_model=Deleted, dependencies=auth, responses=errors,
                 tags=["conversations"])
@@ -421,9 +488,19 @@ def create_app(
         if req.model != spec.name:
             raise ApiError(404, f"model {_short(req.model)!r} not found: this server serves the team "
                                 f"{spec.name!r} (GET /v1/models)", field="model", code="model_not_found")
+        total = 0
         for i, m in enumerate(req.messages):
             if isinstance(m.content, list) and any(p.type != "text" for p in m.content):
                 raise ApiError(422, f"messages.{i}.content: only text parts are supported", field=f"messages.{i}")
+            said = m.text()
+            if len(said) > MAX_TEXT_CHARS:  # text parts that add up to more than one message may hold
+                raise ApiError(422, f"messages.{i}.content is {len(said):,} characters; a message may have at most "
+                                    f"{MAX_TEXT_CHARS:,} (as a REST turn)", field=f"messages.{i}")
+            total += len(said)
+        if total > MAX_CHAT_CHARS:
+            raise ApiError(422, f"messages hold {total:,} characters in all; a request may carry at most "
+                                f"{MAX_CHAT_CHARS:,}: send the conversation's earlier turns once, then only the new "
+                                "ones (a continued chat is matched by its earlier messages)", field="messages")
         turns = [(m.role, m.text()) for m in req.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1][0] != "user" or not turns[-1][1].strip():
             raise ApiError(422, "messages: the last user or assistant message must be a user message with text",
@@ -432,30 +509,36 @@ def create_app(
 
     async def openai_turn(req: ChatRequest, history: list[tuple[str, str]], text: str
                           ) -> tuple[StoredConversation, TurnRecord, str]:
+        """Continue the conversation the earlier messages belong to, or start one that takes them into
+        memory as observed turns (no model call for any of them); only the last message is answered."""
+
+        async def answer(entry: StoredConversation, how: str) -> tuple[StoredConversation, TurnRecord, str]:
+            record = await svc.orch.astep(entry.state, text, critical=req.rapo_critical)
+            key = _prefix_key(req.model, history + [("user", text), ("assistant", record.answer)])
+            await svc.saved(entry, {f"chat/{key}": {"conversation": entry.id, "turn": record.turn}})
+            svc.prefixes[key] = (entry.id, record.turn)
+            while len(svc.prefixes) > _PREFIX_CACHE:
+                svc.prefixes.popitem(last=False)
+            return entry, record, how
+
         async def run() -> tuple[StoredConversation, TurnRecord, str]:
-            hit = svc.prefixes.get(_prefix_key(req.model, history)) if history else None
-            entry = svc.store.get(hit[0]) if hit else None
+            hit = svc.chat_hit(_prefix_key(req.model, history)) if history else None
+            entry = svc._get(hit[0]) if hit else None
             if entry is not None and hit is not None:
-                async with entry.lock:
-                    if entry.state.turn == hit[1]:  # nobody continued it differently meanwhile
-                        record = await svc.orch.astep(entry.state, text, critical=req.rapo_critical)
-                        await svc.saved(entry)
-                        return entry, record, "continued"
+                live = await svc.locked(entry)
+                try:
+                    if live.state.turn == hit[1]:  # nobody continued it differently meanwhile
+                        return await answer(live, "continued")
+                finally:
+                    live.lock.release()
             entry = svc.new("openai")
             async with entry.lock:
                 for role, said in history:
-                    if role == "user" and said.strip():
-                        await svc.orch.astep(entry.state, said)
-                record = await svc.orch.astep(entry.state, text, critical=req.rapo_critical)
-                await svc.saved(entry)
-            return entry, record, "replayed" if history else "new"
+                    if said.strip():
+                        await svc.orch.aobserve(entry.state, said, speaker=role)
+                return await answer(entry, "observed" if history else "new")
 
-        entry, record, how = await _shielded(run)
-        key = _prefix_key(req.model, history + [("user", text), ("assistant", record.answer)])
-        svc.prefixes[key] = (entry.id, record.turn)
-        while len(svc.prefixes) > _PREFIX_CACHE:
-            svc.prefixes.popitem(last=False)
-        return entry, record, how
+        return await _shielded(run)
 
     def usage(record: TurnRecord) -> dict[str, int]:
         return {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.output_tokens,
@@ -466,7 +549,8 @@ def create_app(
     async def chat_completions(req: ChatRequest) -> Any:
         """The team as one model. User turns run through a stored conversation: a request whose earlier
         messages equal an earlier request plus its answer continues that conversation; anything else
-        replays the earlier user turns into a new one (see the module docs)."""
+        takes the earlier messages into a new one as observed turns, with no model call for them; only
+        the last message is answered."""
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]
         created = int(time.time())
         history, text = prepare(req)

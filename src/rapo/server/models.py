@@ -3,13 +3,15 @@ with the field named, and the OpenAPI spec (which the fuzz tests read) says exac
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from rapo.orchestrator import TurnRecord
 
-MAX_TEXT_CHARS = 16_000
+MAX_TEXT_CHARS = 16_000  # one turn, or one chat message
+MAX_CHAT_CHARS = 200_000  # all of one chat request's messages together
+MAX_CHAT_MESSAGES = 500
 
 
 class _Strict(BaseModel):
@@ -90,11 +92,16 @@ class ConversationDetail(ConversationSummary):
     capabilities: dict[str, dict[str, float]] = Field(
         description="Posterior-mean capability per agent and reasoning type; the matrix is shared by "
         "every conversation of the team, so this is the team's state at the time of the request.")
-    records: list[TurnRecord]
+    records: list[TurnRecord] = Field(description="One page of the turn records, from records_offset.")
+    records_offset: int = 0
+    next_offset: int | None = Field(None, description="Pass as offset for the next page; null on the last.")
 
 
 class ConversationList(BaseModel):
-    conversations: list[ConversationSummary]
+    conversations: list[ConversationSummary] = Field(description="One page, oldest first.")
+    total: int = 0
+    offset: int = 0
+    next_offset: int | None = Field(None, description="Pass as offset for the next page; null on the last.")
 
 
 class Deleted(BaseModel):
@@ -105,18 +112,22 @@ class Deleted(BaseModel):
 # -- OpenAI-compatible ------------------------------------------------------------------------
 
 
+# a chat message's text is held to a REST turn's limits: no NUL, at most MAX_TEXT_CHARS
+ChatText = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS, pattern=r"^[^\x00]*$")]
+
+
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     type: str
-    text: str | None = None
+    text: ChatText | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: ChatText | list[ContentPart] | None = None
     name: str | None = None
 
     def text(self) -> str:
@@ -141,7 +152,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=500)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(1, ge=1, le=1, description="Only one choice: a team gives one answer.")

@@ -34,9 +34,12 @@ def check_bind(host: str, token: str | None) -> None:
 
 
 def serve(team: Path, backend: str | None, host: str = "127.0.0.1", port: int = 8000,
-          token: str | None = None, *, store: str | None = None) -> None:
+          token: str | None = None, *, store: str | None = None, max_conversations: int | None = None,
+          force: bool = False) -> None:
     """Build the app for the team file and serve it until interrupted; with `store` (a `rapo.store`
-    URL or path), conversations are written through to it and loaded from it on start."""
+    URL or path), conversations are written through to it and loaded from it on start.
+    `max_conversations` bounds those in memory: without a store, new ones past it are refused; with
+    one, idle ones are unloaded (never deleted) and loaded again when used."""
     check_bind(host, token)
     if not 0 <= port <= 65535:
         raise RapoError(f"port {port} is out of range; use 1-65535 (0 picks a free one)")
@@ -46,13 +49,22 @@ def serve(team: Path, backend: str | None, host: str = "127.0.0.1", port: int = 
         raise RapoError("rapo serve needs the server extras: pip install 'rapo[serve]'") from None
     from rapo.server.app import create_app
     from rapo.server.durable import DurableConversationStore
+    from rapo.server.store import DEFAULT_MAX_CONVERSATIONS
     from rapo.store.sql import mask_url
 
-    durable = DurableConversationStore.open(store) if store else None
+    limit = max_conversations or DEFAULT_MAX_CONVERSATIONS
+    if limit < 1:
+        raise RapoError(f"--max-conversations {limit}: allow at least 1")
+    durable = DurableConversationStore.open(store, max_conversations=limit, force=force) if store else None
     try:
-        app = create_app(team, backend=backend, token=token, store=durable)
+        app = create_app(team, backend=backend, token=token, store=durable, max_conversations=limit)
         shown = f"[{host}]" if ":" in host else host
-        kept = f", {len(durable)} conversation(s) from {mask_url(store)}" if durable is not None and store else ""
+        if durable is not None and store:
+            kept = (f", {len(durable)} conversation(s) in {mask_url(store)}, up to {limit:,} loaded at once"
+                    + (f"; {len(durable.quarantined)} damaged document(s) quarantined, see the warnings above"
+                       if durable.quarantined else ""))
+        else:
+            kept = f", in memory only: at most {limit:,} conversations, then new ones are refused"
         print(f"rapo: serving team {app.state.service.team.name!r} on http://{shown}:{port} "
               f"(docs /docs, viewer /viewer, auth {'on' if token else 'off'}{kept})", flush=True)
         uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+import time
+from typing import Any, Iterable, Protocol
 
 from rapo.types import RapoError
 
@@ -15,9 +16,23 @@ class Store(Protocol):
 
     def put(self, run_id: str, key: str, doc: dict[str, Any]) -> None: ...
 
-    def put_many(self, run_id: str, docs: dict[str, dict[str, Any]]) -> None: ...
+    def put_many(self, run_id: str, docs: dict[str, dict[str, Any]], delete: Iterable[str] = ()) -> None:
+        """Write `docs` and remove the `delete` keys, all in one transaction."""
+        ...
 
     def get(self, run_id: str, key: str) -> dict[str, Any] | None: ...
+
+    def get_raw(self, run_id: str, key: str) -> str | None:
+        """A document's stored text, unparsed (to quarantine one that does not parse)."""
+        ...
+
+    def swap(self, run_id: str, key: str, expected: str | None, new: str | None) -> bool:
+        """Atomically replace a document's text if it is still `expected` (None: absent / delete)."""
+        ...
+
+    def quarantine(self, run_id: str, key: str, reason: str) -> str:
+        """Move a damaged document aside to `quarantine/<key>`, text intact; returns the new key."""
+        ...
 
     def keys(self, run_id: str, prefix: str = "") -> list[str]: ...
 
@@ -41,3 +56,8 @@ def check_meta(meta: dict[str, str], where: str) -> None:
                         f"{SCHEMA_VERSION}); upgrade rapo to resume it")
     if version < 1:
         raise RapoError(f"{where} has no usable schema version ({version})")
+
+
+def quarantine_doc(key: str, raw: str | None, reason: str) -> dict[str, Any]:
+    """What a quarantined document becomes: its original text, kept byte for byte, and why."""
+    return {"quarantined": key, "reason": reason, "at": time.time(), "raw": raw}

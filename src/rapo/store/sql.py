@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from typing import Any
+from typing import Any, Iterable
 
-from rapo.store.base import APP, SCHEMA_VERSION, check_meta
+from rapo.store.base import APP, SCHEMA_VERSION, check_meta, quarantine_doc
 from rapo.types import RapoError
 
 MAX_RUN_ID = 191  # MySQL keys are at most 3072 bytes: (191 + 512) utf8mb4 characters fit
@@ -54,8 +54,9 @@ def _driver_url(url: str) -> str:
 class SQLAlchemyStore:
     """The `Store` protocol on a SQLAlchemy engine: one row per document, upserts in one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = mask_url(url)
+        self._may_create = create
         try:
             import sqlalchemy as sa
             from sqlalchemy.engine import make_url
@@ -69,6 +70,15 @@ class SQLAlchemyStore:
             raise RapoError(f"{self.url} is not a database URL; use e.g. postgresql+psycopg://user@host/db, "
                             "mysql+pymysql://user@host/db or sqlite:///path.db") from None
         self._password = parsed.password
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+            from pathlib import Path
+
+            from rapo.store.sqlite import probe
+
+            probe(Path(parsed.database))  # a damaged file is refused before any writable connection
+            if not create and not Path(parsed.database).exists():
+                raise RapoError(f"there is no checkpoint store at {parsed.database}; check the --store URL "
+                                "(nothing was created)")
         connect_args: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             connect_args["timeout"] = 60  # wait for another process's write, as the native store does
@@ -114,6 +124,9 @@ class SQLAlchemyStore:
         sa = self._sa
         tables = set(sa.inspect(self._engine).get_table_names())
         if "rapo_meta" not in tables:
+            if not self._may_create:
+                raise RapoError(f"{self.url} holds no rapo checkpoint store; check the --store URL "
+                                "(nothing was created)")
             if tables:
                 raise RapoError(f"{self.url} is a database but not a rapo checkpoint store "
                                 f"(tables: {', '.join(sorted(tables))}); pass another --store URL")
@@ -139,19 +152,24 @@ class SQLAlchemyStore:
     def put(self, run_id: str, key: str, doc: dict[str, Any]) -> None:
         self.put_many(run_id, {key: doc})
 
-    def put_many(self, run_id: str, docs: dict[str, dict[str, Any]]) -> None:
+    def put_many(self, run_id: str, docs: dict[str, dict[str, Any]], delete: Iterable[str] = ()) -> None:
         """All documents land together or none does (one transaction): a transition's checkpoint is
-        its conversation and the team's learned counts at once."""
+        its conversation and the team's learned counts at once. `delete` keys go in the same one."""
         if len(run_id) > MAX_RUN_ID:
             raise RapoError(f"run id {run_id[:40]!r}... is {len(run_id)} characters; use at most {MAX_RUN_ID}")
         for k in docs:
             if len(k) > MAX_KEY:
                 raise RapoError(f"document key {k[:40]!r}... is {len(k)} characters; use at most {MAX_KEY}")
         rows = [{"run_id": run_id, "key": k, "doc": json.dumps(d, separators=(",", ":"))} for k, d in docs.items()]
-        if not rows:
+        gone = list(delete)
+        if not rows and not gone:
             return
         with self._engine.begin() as conn:
-            self._upsert(conn, rows)
+            if gone:
+                conn.execute(self._sa.delete(self._docs).where(self._docs.c.run_id == run_id,
+                                                               self._docs.c.key.in_(gone)))
+            if rows:
+                self._upsert(conn, rows)
 
     def _upsert(self, conn: Any, rows: list[dict[str, str]]) -> None:
         """Insert or replace, in the caller's transaction, with each dialect's own statement."""
@@ -174,11 +192,39 @@ class SQLAlchemyStore:
                                                docs.c.key.in_([r["key"] for r in rows])))
             conn.execute(sa.insert(docs), rows)
 
-    def get(self, run_id: str, key: str) -> dict[str, Any] | None:
+    def get_raw(self, run_id: str, key: str) -> str | None:
         docs = self._docs
         with self._engine.connect() as conn:
-            text = conn.execute(self._sa.select(docs.c.doc).where(docs.c.run_id == run_id, docs.c.key == key)
+            return conn.execute(self._sa.select(docs.c.doc).where(docs.c.run_id == run_id, docs.c.key == key)
                                 ).scalar_one_or_none()
+
+    def swap(self, run_id: str, key: str, expected: str | None, new: str | None) -> bool:
+        """Compare-and-swap on the stored text: an UPDATE/DELETE that matches the old text, or an
+        INSERT that the primary key refuses when another process got there first."""
+        sa, docs = self._sa, self._docs
+        where = (docs.c.run_id == run_id, docs.c.key == key)
+        try:
+            with self._engine.begin() as conn:
+                if expected is None:
+                    if new is None:
+                        return conn.execute(sa.select(docs.c.key).where(*where)).first() is None
+                    conn.execute(sa.insert(docs), [{"run_id": run_id, "key": key, "doc": new}])
+                    return True
+                if new is None:
+                    return conn.execute(sa.delete(docs).where(*where, docs.c.doc == expected)).rowcount == 1
+                return conn.execute(sa.update(docs).where(*where, docs.c.doc == expected).values(doc=new)
+                                    ).rowcount == 1
+        except sa.exc.IntegrityError:
+            return False
+
+    def quarantine(self, run_id: str, key: str, reason: str) -> str:
+        """Move a damaged document to `quarantine/<key>` (its text kept as it was), so the rest loads."""
+        target = f"quarantine/{key}"
+        self.put_many(run_id, {target: quarantine_doc(key, self.get_raw(run_id, key), reason)}, delete=[key])
+        return target
+
+    def get(self, run_id: str, key: str) -> dict[str, Any] | None:
+        text = self.get_raw(run_id, key)
         if text is None:
             return None
         try:

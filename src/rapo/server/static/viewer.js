@@ -46,7 +46,10 @@ const fmt = (x, d = 2) => (typeof x === "number" ? x.toFixed(d) : "–");
 async function loadList() {
   const list = document.getElementById("conversations");
   let data;
-  try { data = await api("/conversations"); } catch (e) { setStatus(e.message); return; }
+  try {  // the newest 200 (the API pages oldest first)
+    const total = (await api("/conversations?limit=1")).total;
+    data = await api(`/conversations?offset=${Math.max(0, total - 200)}&limit=200`);
+  } catch (e) { setStatus(e.message); return; }
   list.replaceChildren(...data.conversations.slice().reverse().map((c) =>
     el("li", { class: c.id === state.current ? "active" : "", "data-id": c.id, onclick: () => openConversation(c.id) },
       el("span", { class: "cid", text: (c.title ? c.title + " · " : "") + c.id + " · " + c.turns + " turns" + (c.origin === "openai" ? " · openai" : "") }),
@@ -113,7 +116,11 @@ async function openConversation(id) {
   hash.set("c", id);
   history.replaceState(null, "", "#" + hash);
   let c;
-  try { c = await api("/conversations/" + encodeURIComponent(id)); } catch (e) { setStatus(e.message); return; }
+  try {  // the last 500 turns (the API pages a conversation's records)
+    const path = "/conversations/" + encodeURIComponent(id);
+    c = await api(path + "?limit=500");
+    if (c.next_offset !== null) c = await api(`${path}?offset=${c.turns - 500}&limit=500`);
+  } catch (e) { setStatus(e.message); return; }
   document.getElementById("empty").classList.add("hidden");
   document.getElementById("conversation").classList.remove("hidden");
   document.getElementById("send").disabled = false;
