@@ -79,7 +79,7 @@ def _lease_and_config(db: Path) -> bool:
 def test_a_second_resume_of_a_running_run_is_refused(tmp_path):
     db = tmp_path / "y.db"
     cli = [sys.executable, "-m", "rapo.cli"]
-    first = subprocess.Popen([*cli, "bench", "--conversations", "60", "--transitions", "5-20", "--systems", "rapo",
+    first = subprocess.Popen([*cli, "bench", "--conversations", "300", "--transitions", "5-20", "--systems", "rapo",
                               "--sensitivity", "", "--workers", "1", "--store", f"sqlite:///{db}", "--run-id", "r2"],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -89,6 +89,9 @@ def test_a_second_resume_of_a_running_run_is_refused(tmp_path):
         assert first.poll() is None, "the first run ended before the second could try: " + first.stdout.read()
         second = subprocess.run([*cli, "resume", "r2", "--store", f"sqlite:///{db}"], capture_output=True,
                                 text=True, timeout=120)
+        con = sqlite3.connect(db, timeout=30)
+        row = con.execute("SELECT doc FROM docs WHERE run_id='r2' AND key='_lease'").fetchone()
+        con.close()
         assert first.poll() is None, "the first run ended before the second was refused"
     finally:
         first.kill()
@@ -96,10 +99,7 @@ def test_a_second_resume_of_a_running_run_is_refused(tmp_path):
     message = " ".join((second.stdout + second.stderr).split())
     assert second.returncode == 2, message
     assert f"already being run by pid {first.pid}" in message and "--force" in message, message
-    con = sqlite3.connect(db)
-    owner = json.loads(con.execute("SELECT doc FROM docs WHERE run_id='r2' AND key='_lease'").fetchone()[0])
-    con.close()
-    assert owner["pid"] == first.pid  # the refused process left the owner's lease alone
+    assert row is not None and json.loads(row[0])["pid"] == first.pid  # the refused one left the lease alone
 
 
 def test_a_second_server_on_the_same_store_and_team_is_refused(tmp_path):
