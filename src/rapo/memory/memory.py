@@ -63,7 +63,7 @@ class Memory:
         if origin not in _ORIGINS:
             raise RapoError(f"origin must be one of {_ORIGINS}, got {origin!r}")
         ledger_origin = "agent" if origin == "agent" else ("api" if origin == "api" else "user")
-        source = speaker or origin if origin != "agent" else (speaker or "agent")
+        source = speaker or origin
         facts: list[Fact] = []
         added: list[Passage] = []
         for who, piece in split_speakers(text):
@@ -74,10 +74,10 @@ class Memory:
                 keys = {s.key for s in statements}
                 statements = statements + [s for s in extra_statements if s.key not in keys]
                 extra_statements = ()
-            new = ledger_add = self.ledger.add_statements(statements, turn=turn, source=who or source,
+            new = self.ledger.add_statements(statements, turn=turn, source=who or source,
                                                           origin=ledger_origin)  # type: ignore[arg-type]
             passages = self._add_passages(piece, turn=turn, speaker=who, when=when, origin=origin)
-            self._cover(passages, statements, ledger_add)
+            self._cover(passages, statements, new)
             facts += new
             added += passages
             if origin != "agent":
