@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from rapo.prompts import OUTPUT_FORMAT
 from rapo.team import TeamSpec
@@ -43,12 +45,63 @@ class System(Protocol):
     def session(self, conversation_id: str, truth: Any = None) -> Session: ...
 
 
+_TURN: ContextVar["TurnTimer | None"] = ContextVar("rapo_bench_turn", default=None)
+
+
+@dataclass
+class TurnTimer:
+    """One turn's wall clock and the intervals its own backend calls spent waiting.
+
+    The calls of a consensus overlap and other conversations' calls run beside them, so neither a
+    sum of waits nor a backend-wide total says how long a turn waited: the union of its own
+    intervals does. Calls made in tasks the turn starts (a fan-out) are this turn's too, because
+    asyncio tasks inherit the context that holds the timer."""
+
+    start: float = field(default_factory=time.perf_counter)
+    end: float | None = None
+    intervals: list[tuple[float, float]] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return (self.end if self.end is not None else time.perf_counter()) - self.start
+
+    def waited(self) -> float:
+        """Wall time during which at least one of this turn's calls was outstanding."""
+        total, reach = 0.0, float("-inf")
+        for lo, hi in sorted(self.intervals):
+            if hi > reach:
+                total += hi - max(lo, reach)
+                reach = hi
+        return min(total, self.elapsed())
+
+    def own(self) -> float:
+        """The system's own work in the turn: wall time with no call of the turn outstanding (>= 0)."""
+        return max(0.0, self.elapsed() - self.waited())
+
+    def latency(self, model_s: float) -> float:
+        """The turn's latency: its own work plus its model time, which is the critical path the
+        backend reported (a simulated model's virtual seconds) but never less than the time the turn
+        really waited. Against a real endpoint the waits are the larger (each call's measured time
+        lies inside its wait), so the latency is the turn's measured wall time."""
+        return max(model_s, self.waited()) + self.own()
+
+
 class TimedBackend:
-    """Counts the wall time spent inside the backend, so a system's own work can be measured apart."""
+    """Records each call's wait interval on the turn that made it (see `TurnTimer`), so a system's
+    own work can be measured apart from the model's, per turn, however many conversations share it."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
-        self.waited = 0.0
+
+    @contextmanager
+    def turn(self) -> Iterator[TurnTimer]:
+        """Time one turn: calls made inside the block (and in tasks it starts) are counted on it."""
+        timer = TurnTimer()
+        token = _TURN.set(timer)
+        try:
+            yield timer
+        finally:
+            timer.end = time.perf_counter()
+            _TURN.reset(token)
 
     async def complete(self, messages: Sequence[Message], *, model: str, max_tokens: int | None = None,
                        sample: int = 0) -> Completion:
@@ -56,7 +109,9 @@ class TimedBackend:
         try:
             return await self.inner.complete(messages, model=model, max_tokens=max_tokens, sample=sample)
         finally:
-            self.waited += time.perf_counter() - t
+            timer = _TURN.get()
+            if timer is not None:
+                timer.intervals.append((t, time.perf_counter()))
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -99,17 +154,16 @@ class _RoundRobinSession:
         self.history = [Message.model_validate(m) for m in state["history"]]
 
     async def step(self, text: str) -> TurnOutcome:
-        t0, w0 = time.perf_counter(), self.system.backend.waited
-        agent = self.system.team.agents[self.turn % len(self.system.team.agents)]
-        self.turn += 1
-        self.history.append(Message(role="user", content=text))
-        messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
-                    *self.history]
-        c = await self.system.backend.complete(messages, model=agent.model)
-        self.history.append(Message(role="assistant", content=c.text, name=agent.name))
-        own = time.perf_counter() - t0 - (self.system.backend.waited - w0)
+        with self.system.backend.turn() as timer:
+            agent = self.system.team.agents[self.turn % len(self.system.team.agents)]
+            self.turn += 1
+            self.history.append(Message(role="user", content=text))
+            messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
+                        *self.history]
+            c = await self.system.backend.complete(messages, model=agent.model)
+            self.history.append(Message(role="assistant", content=c.text, name=agent.name))
         return TurnOutcome(agent.name, c.text, _joined(messages), c.prompt_tokens, c.output_tokens, 1,
-                           c.latency_s + own)
+                           timer.latency(c.latency_s))
 
 
 # -- supervisor / handoff: an LLM picks the agent, the agent gets the full history ---------------
@@ -165,19 +219,18 @@ class _HandoffSession:
 
     async def step(self, text: str) -> TurnOutcome:
         sys_ = self.system
-        t0, w0 = time.perf_counter(), sys_.backend.waited
-        self.history.append(Message(role="user", content=text))
-        route_msgs = [Message(role="system", content=sys_.supervisor_prompt), *self.history]
-        route = await sys_.backend.complete(route_msgs, model=sys_.supervisor_model)
-        name = parse_agent_choice(route.text, [a.name for a in sys_.team.agents])
-        agent = sys_.team.agent(name)
-        messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
-                    *self.history]
-        c = await sys_.backend.complete(messages, model=agent.model)
-        self.history.append(Message(role="assistant", content=c.text, name=agent.name))
-        own = time.perf_counter() - t0 - (sys_.backend.waited - w0)
+        with sys_.backend.turn() as timer:
+            self.history.append(Message(role="user", content=text))
+            route_msgs = [Message(role="system", content=sys_.supervisor_prompt), *self.history]
+            route = await sys_.backend.complete(route_msgs, model=sys_.supervisor_model)
+            name = parse_agent_choice(route.text, [a.name for a in sys_.team.agents])
+            agent = sys_.team.agent(name)
+            messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
+                        *self.history]
+            c = await sys_.backend.complete(messages, model=agent.model)
+            self.history.append(Message(role="assistant", content=c.text, name=agent.name))
         return TurnOutcome(agent.name, c.text, _joined(messages), route.prompt_tokens + c.prompt_tokens,
-                           route.output_tokens + c.output_tokens, 2, route.latency_s + c.latency_s + own)
+                           route.output_tokens + c.output_tokens, 2, timer.latency(route.latency_s + c.latency_s))
 
 
 # -- rapo and its ablations -----------------------------------------------------------------------
@@ -234,12 +287,11 @@ class _RapoSession:
         self.conv = restore_conversation(state, self.system.orchestrator.embedder)
 
     async def step(self, text: str) -> TurnOutcome:
-        t0, w0 = time.perf_counter(), self.system.backend.waited
-        rec = await self.system.orchestrator.astep(self.conv, text)
-        own = time.perf_counter() - t0 - (self.system.backend.waited - w0)
+        with self.system.backend.turn() as timer:
+            rec = await self.system.orchestrator.astep(self.conv, text)
         self.conv.records.clear()  # the runner keeps its own per-turn records; keep memory flat
         return TurnOutcome(rec.agent, rec.answer, _joined(rec.prompt), rec.prompt_tokens, rec.output_tokens,
-                           rec.calls, rec.latency_s + own)
+                           rec.calls, timer.latency(rec.latency_s))
 
 
 # -- the oracle: the ceiling, handed the truth ------------------------------------------------------
@@ -282,8 +334,11 @@ class _OracleSession:
         question = _last_question(text)
         messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
                     Message(role="user", content=f"Facts:\n{facts}\nTask: {question}")]
-        c = await self.system.backend.complete(messages, model=agent.model)
-        return TurnOutcome(agent.name, c.text, _joined(messages), c.prompt_tokens, c.output_tokens, 1, c.latency_s)
+        with self.system.backend.turn() as timer:
+            c = await self.system.backend.complete(messages, model=agent.model)
+        # Only the call is timed: the oracle's own work is the generator's, which no system pays for.
+        return TurnOutcome(agent.name, c.text, _joined(messages), c.prompt_tokens, c.output_tokens, 1,
+                           max(c.latency_s, timer.waited()))
 
 
 def _last_question(text: str) -> str:
