@@ -14,7 +14,8 @@ import pytest
 from fake_openai_server import FakeOpenAIServer
 
 from rapo.bench.runner import BenchConfig, run_benchmark
-from rapo.bench.systems import Handoff, Rapo, RoundRobin, TimedBackend, TurnTimer
+from rapo.bench.systems import Handoff, Rapo, RoundRobin, TimedBackend
+from rapo.timing import TurnTimer
 from rapo.team import bench_team
 from rapo.tokens import count_message_tokens, count_tokens
 from rapo.types import Completion

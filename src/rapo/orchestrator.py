@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import time
 import uuid
@@ -19,12 +20,14 @@ from rapo.classify import RequirementClassifier
 from rapo.consensus import extract_answer, fan_out, normalise_answer, vote
 from rapo.embed import make_embedder
 from rapo.extract_llm import extract_with_model
+from rapo.backends import dispatch
 from rapo.backends.retry import BackendUnavailable
 from rapo.memory import ContextItem, SelectionConfig
 from rapo.prompts import PromptBuilder, PromptPlan, estimate_difficulty
 from rapo.routing import Router, RoutingDecision
 from rapo.state import CapabilityMatrix, ConversationState
 from rapo.team import AgentSpec, TeamSpec
+from rapo.timing import CallClock
 from rapo.tokens import count_message_tokens, count_tokens
 from rapo.types import Backend, Completion, Embedder, Message, RapoError, trusted
 
@@ -36,6 +39,9 @@ _REQUEST = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 
+
+_log = logging.getLogger("rapo")
+_CALLS = CallClock("rapo_turn_calls")
 
 _ABSTAIN = {"unknown", "i don't know", "i do not know", "not given", "n/a", "none"}
 
@@ -98,9 +104,11 @@ class TurnRecord(BaseModel):
     prompt: list[Message] = Field(default_factory=list)
     answer: str = ""
     value: str = ""
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # the endpoint's own counts for answered calls, plus unanswered_prompt_tokens
     output_tokens: int = 0
-    calls: int = 0
+    calls: int = 0  # requests sent to an endpoint; a call cancelled before it left rapo's queue is not one
+    unanswered_calls: int = 0  # of those, sent but cancelled or failed before an answer came back
+    unanswered_prompt_tokens: int = 0  # their prompts by rapo's own count (the endpoint reported none)
     consensus: ConsensusRecord | None = None
     failovers: list[str] = Field(default_factory=list)  # agents whose backend failed, and why
     latency_s: float = 0.0  # model time on the turn's critical path
@@ -114,8 +122,8 @@ class TurnRecord(BaseModel):
         return trusted(cls, conversation=conversation, turn=turn, text=text, needs_answer=needs_answer,
                        origin=origin, speaker=speaker, when=when, requirement={}, requirement_source="none", difficulty=None, strategy=None, routing=None,
                        agent=None, context=[], handoff=None, prompt=[], answer="", value="", prompt_tokens=0,
-                       output_tokens=0, calls=0, consensus=None, failovers=[], latency_s=0.0, overhead_s=0.0,
-                       error=None)
+                       output_tokens=0, calls=0, unanswered_calls=0, unanswered_prompt_tokens=0, consensus=None,
+                       failovers=[], latency_s=0.0, overhead_s=0.0, error=None)
 
 
 class RunResult(BaseModel):
@@ -168,6 +176,7 @@ class Orchestrator:
             budget_tokens=p.context_budget_tokens, k_retrieved=p.k_relevant, recent_turns=p.recent_turns,
             min_relevance=p.min_relevance, neighbour_weight=p.neighbour_weight, exchange_weight=p.exchange_weight,
             embedding_weight=p.embedding_weight)
+        self._slot_warned: set[str] = set()  # backends whose queueing consensus was warned about
         self._unnamed = 0  # conversations created without an id, for their random streams
 
     # -- conversations -------------------------------------------------------------------------
@@ -332,6 +341,7 @@ class Orchestrator:
         """One agent transition. `on_stage(name, record, round)` is called as each stage completes
         (noted | routing | prompt | consensus_round | reply), so a caller can stream them live."""
         t0 = time.perf_counter()
+        calls = _CALLS.start()  # the waits of this turn's agent calls, overlapping or not
         stage = on_stage or _no_stage
         model_time = 0.0
         asked = is_request(text) or critical or requirement is not None  # a caller's flags mean "answer this"
@@ -361,7 +371,6 @@ class Orchestrator:
         stage("routing", record, None)
 
         trigger = self._consensus_trigger(critical, decision)
-        t_wait = time.perf_counter()
         if trigger is None:
             agent, completion = await self._call_with_failover(order, r, record, conv, text, stage)
             record.answer, record.value = completion.text, normalise_answer(extract_answer(completion.text))
@@ -371,14 +380,14 @@ class Orchestrator:
             model_time = completion.latency_s
         else:
             agent, model_time = await self._consensus(trigger, order, r, record, conv, text, stage)
-        waited += time.perf_counter() - t_wait
+        waited += calls.waited()
         record.agent = self.names[agent]
-        record.latency_s += model_time
+        record.latency_s += max(model_time, calls.waited())  # calls queued for a real endpoint: what they took
 
         conv.absorb([agent], step_vec)
         conv.memory.add_turn(record.answer, turn=conv.turn, speaker=record.agent, origin="agent")
         conv.previous_agent, conv.last_question, conv.last_answer = agent, text, record.value
-        record.overhead_s = time.perf_counter() - t0 - waited
+        record.overhead_s = max(0.0, time.perf_counter() - t0 - waited)
         stage("reply", record, None)
         return record
 
@@ -484,21 +493,60 @@ class Orchestrator:
             return agent, completion
         raise BackendUnavailable("no agent of the team could answer; " + " | ".join(record.failovers))
 
-    async def _call(self, agent: int, messages: list[Message], sample: int) -> Completion:
+    async def _call(self, agent: int, messages: list[Message], sample: int,
+                    sent: dispatch.Dispatch | None = None) -> Completion:
+        """One model call; `sent`, when given, learns whether the request left rapo (see `dispatch`)."""
         spec = self.agents[agent]
         backend = self.backends[spec.backend or self.team.backend]
         self.in_flight[agent] += 1
+        t = time.perf_counter()
         try:
-            return await backend.complete(messages, model=spec.model, sample=sample)
+            with dispatch.track(sent or dispatch.Dispatch()):
+                return await backend.complete(messages, model=spec.model, sample=sample)
         finally:
+            _CALLS.note(t)
             self.in_flight[agent] -= 1
+
+    def _fit_to_slots(self, chosen: list[int]) -> list[int]:
+        """A consensus asks its agents at once. Where their backend sends fewer requests at a time
+        (its max_concurrency: 1 for a llama.cpp server) the calls queue; with consensus.queued 'wait'
+        they run in turn, with 'degrade' only as many agents are asked as there are slots. Either way
+        a warning says so (once per backend); the turn is answered, not failed."""
+        kept: list[int] = []
+        load: dict[str, int] = {}
+        dropped: dict[str, int] = {}
+        for a in chosen:
+            name = self.agents[a].backend or self.team.backend
+            n_slots = dispatch.slots(self.backends[name])
+            load[name] = load.get(name, 0) + 1
+            if n_slots is not None and load[name] > n_slots and self.team.consensus.queued == "degrade" and kept:
+                dropped[name] = dropped.get(name, 0) + 1
+                continue
+            kept.append(a)
+        for name, n in load.items():
+            n_slots = dispatch.slots(self.backends[name])
+            if n_slots is None or n <= n_slots or name in self._slot_warned:
+                continue
+            self._slot_warned.add(name)
+            endpoint = dispatch.through(self.backends[name], "endpoint")
+            shown = f"{name} ({endpoint})" if endpoint else name
+            if name in dropped:
+                _log.warning("consensus asks %d of %d agents on backend %s: it sends %d request(s) at a time "
+                             "(max_concurrency) and consensus.queued is 'degrade'", n - dropped[name], n, shown,
+                             n_slots)
+            else:
+                _log.warning("consensus asks %d agents at once but backend %s sends %d request(s) at a time "
+                             "(max_concurrency): their calls run in turn, so a consensus takes about %d calls' "
+                             "time. Set consensus.queued: degrade to ask fewer agents, or raise max_concurrency "
+                             "if the server runs requests in parallel.", n, shown, n_slots, n)
+        return kept
 
     async def _consensus(
         self, trigger: str, order: np.ndarray, r: np.ndarray, record: TurnRecord,
         conv: ConversationState, text: str, stage: StageHook,
     ) -> tuple[int, float]:
         cfg = self.team.consensus
-        chosen = order[: min(cfg.m, len(self.agents))].tolist()
+        chosen = self._fit_to_slots(order[: min(cfg.m, len(self.agents))].tolist())
         weights = self.matrix.mean()[chosen] @ r
         rounds: list[RoundRecord] = []
         peers: str | None = None
@@ -522,8 +570,10 @@ class Orchestrator:
             if round_no == 0:
                 record.agent, record.prompt, record.strategy = self.names[chosen[0]], prompts[0], built[0][1].strategy_kind
                 stage("prompt", record, None)
+            left = [dispatch.Dispatch() for _ in chosen]  # did each request leave rapo's queue?
             calls = [
-                (lambda a=a, p=p: self._call(a, p, sample=round_no)) for a, p in zip(chosen, prompts)
+                (lambda a=a, p=p, d=d: self._call(a, p, sample=round_no, sent=d))
+                for a, p, d in zip(chosen, prompts, left)
             ]
             try:
                 out = await fan_out(
@@ -538,13 +588,17 @@ class Orchestrator:
                 raise BackendUnavailable(f"no agent of the team could answer ({names}); first error: {err}") from err
             record.failovers += [f"{self.names[chosen[i]]}: {msg}" for i, msg in out.errors.items()]
             used = out.used  # fan_out raises when no call returned, so at least one answer is here
-            record.calls += len(calls)
             for i, res in enumerate(out.results):
                 if res is not None and i in used:
+                    record.calls += 1
                     record.prompt_tokens += res.prompt_tokens
                     record.output_tokens += res.output_tokens
-                else:  # cancelled in flight: its prompt was still sent and read
-                    record.prompt_tokens += count_message_tokens(m.content for m in prompts[i])
+                elif left[i].sent:  # cancelled in flight (or failed): its prompt was still sent and read
+                    unanswered = count_message_tokens(m.content for m in prompts[i])
+                    record.calls += 1
+                    record.unanswered_calls += 1
+                    record.prompt_tokens += unanswered
+                    record.unanswered_prompt_tokens += unanswered
             shown = {i: shown_of(out.results[i].text) for i in used}  # type: ignore[union-attr]
             values = [_vote(shown[i]) for i in used]
             vectors = self.embedder.embed(values)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import re
 import time
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from rapo.prompts import OUTPUT_FORMAT
 from rapo.team import TeamSpec
+from rapo.timing import CallClock, TurnTimer
 from rapo.types import Backend, Completion, Message
+
+_CLOCK = CallClock("rapo_bench_turn")  # the benchmark's own timer of each system's turn
 
 
 @dataclass
@@ -45,63 +46,16 @@ class System(Protocol):
     def session(self, conversation_id: str, truth: Any = None) -> Session: ...
 
 
-_TURN: ContextVar["TurnTimer | None"] = ContextVar("rapo_bench_turn", default=None)
-
-
-@dataclass
-class TurnTimer:
-    """One turn's wall clock and the intervals its own backend calls spent waiting.
-
-    The calls of a consensus overlap and other conversations' calls run beside them, so neither a
-    sum of waits nor a backend-wide total says how long a turn waited: the union of its own
-    intervals does. Calls made in tasks the turn starts (a fan-out) are this turn's too, because
-    asyncio tasks inherit the context that holds the timer."""
-
-    start: float = field(default_factory=time.perf_counter)
-    end: float | None = None
-    intervals: list[tuple[float, float]] = field(default_factory=list)
-
-    def elapsed(self) -> float:
-        return (self.end if self.end is not None else time.perf_counter()) - self.start
-
-    def waited(self) -> float:
-        """Wall time during which at least one of this turn's calls was outstanding."""
-        total, reach = 0.0, float("-inf")
-        for lo, hi in sorted(self.intervals):
-            if hi > reach:
-                total += hi - max(lo, reach)
-                reach = hi
-        return min(total, self.elapsed())
-
-    def own(self) -> float:
-        """The system's own work in the turn: wall time with no call of the turn outstanding (>= 0)."""
-        return max(0.0, self.elapsed() - self.waited())
-
-    def latency(self, model_s: float) -> float:
-        """The turn's latency: its own work plus its model time, which is the critical path the
-        backend reported (a simulated model's virtual seconds) but never less than the time the turn
-        really waited. Against a real endpoint the waits are the larger (each call's measured time
-        lies inside its wait), so the latency is the turn's measured wall time."""
-        return max(model_s, self.waited()) + self.own()
-
-
 class TimedBackend:
-    """Records each call's wait interval on the turn that made it (see `TurnTimer`), so a system's
+    """Notes each call's wait interval on the turn that made it (see `rapo.timing`), so a system's
     own work can be measured apart from the model's, per turn, however many conversations share it."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
 
-    @contextmanager
-    def turn(self) -> Iterator[TurnTimer]:
+    def turn(self) -> ContextManager[TurnTimer]:
         """Time one turn: calls made inside the block (and in tasks it starts) are counted on it."""
-        timer = TurnTimer()
-        token = _TURN.set(timer)
-        try:
-            yield timer
-        finally:
-            timer.end = time.perf_counter()
-            _TURN.reset(token)
+        return _CLOCK.turn()
 
     async def complete(self, messages: Sequence[Message], *, model: str, max_tokens: int | None = None,
                        sample: int = 0) -> Completion:
@@ -109,9 +63,7 @@ class TimedBackend:
         try:
             return await self.inner.complete(messages, model=model, max_tokens=max_tokens, sample=sample)
         finally:
-            timer = _TURN.get()
-            if timer is not None:
-                timer.intervals.append((t, time.perf_counter()))
+            _CLOCK.note(t)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
