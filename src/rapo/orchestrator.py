@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import time
 import uuid
@@ -19,12 +20,14 @@ from rapo.classify import RequirementClassifier
 from rapo.consensus import ballot, deliberate, extract_answer, normalise_answer
 from rapo.embed import make_embedder
 from rapo.extract_llm import extract_with_model
+from rapo.backends import dispatch
 from rapo.backends.retry import BackendUnavailable
 from rapo.memory import ContextItem, SelectionConfig
 from rapo.prompts import PromptBuilder, PromptPlan, estimate_difficulty
 from rapo.routing import Router, RoutingDecision
 from rapo.state import CapabilityMatrix, ConversationState
 from rapo.team import AgentSpec, TeamSpec
+from rapo.timing import CallClock
 from rapo.tokens import count_message_tokens, count_tokens
 from rapo.types import Backend, Completion, Embedder, Message, RapoError, trusted
 
@@ -35,6 +38,10 @@ _REQUEST = re.compile(
     r"sum|total|add|subtract|multiply|divide|convert|rank|sort|classify|translate|prepare|create|design)\b",
     re.IGNORECASE | re.MULTILINE,
 )
+
+
+_log = logging.getLogger("rapo")
+_CALLS = CallClock("rapo_turn_calls")
 
 
 StageHook = Callable[[str, "TurnRecord", "RoundRecord | None"], None]
@@ -90,9 +97,11 @@ class TurnRecord(BaseModel):
     prompt: list[Message] = Field(default_factory=list)
     answer: str = ""
     value: str = ""
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # the endpoint's own counts for answered calls, plus unanswered_prompt_tokens
     output_tokens: int = 0
-    calls: int = 0
+    calls: int = 0  # requests sent to an endpoint; a call cancelled before it left rapo's queue is not one
+    unanswered_calls: int = 0  # of those, sent but cancelled or failed before an answer came back
+    unanswered_prompt_tokens: int = 0  # their prompts by rapo's own count (the endpoint reported none)
     consensus: ConsensusRecord | None = None
     failovers: list[str] = Field(default_factory=list)  # agents whose backend failed, and why
     latency_s: float = 0.0  # model time on the turn's critical path
@@ -106,8 +115,8 @@ class TurnRecord(BaseModel):
         return trusted(cls, conversation=conversation, turn=turn, text=text, needs_answer=needs_answer,
                        origin=origin, speaker=speaker, when=when, requirement={}, requirement_source="none", difficulty=None, strategy=None, routing=None,
                        agent=None, context=[], handoff=None, prompt=[], answer="", value="", prompt_tokens=0,
-                       output_tokens=0, calls=0, consensus=None, failovers=[], latency_s=0.0, overhead_s=0.0,
-                       error=None)
+                       output_tokens=0, calls=0, unanswered_calls=0, unanswered_prompt_tokens=0, consensus=None,
+                       failovers=[], latency_s=0.0, overhead_s=0.0, error=None)
 
 
 class RunResult(BaseModel):
@@ -160,6 +169,7 @@ class Orchestrator:
             budget_tokens=p.context_budget_tokens, k_retrieved=p.k_relevant, recent_turns=p.recent_turns,
             min_relevance=p.min_relevance, neighbour_weight=p.neighbour_weight, exchange_weight=p.exchange_weight,
             embedding_weight=p.embedding_weight)
+        self._slot_warned: set[str] = set()  # backends whose queueing consensus was warned about
         self._unnamed = 0  # conversations created without an id, for their random streams
 
     # -- conversations -------------------------------------------------------------------------
@@ -329,6 +339,7 @@ class Orchestrator:
         """One agent transition. `on_stage(name, record, round)` is called as each stage completes
         (noted | routing | prompt | consensus_round | reply), so a caller can stream them live."""
         t0 = time.perf_counter()
+        calls = _CALLS.start()  # the waits of this turn's agent calls, overlapping or not
         stage = on_stage or _no_stage
         model_time = 0.0
         asked = is_request(text) or critical or requirement is not None  # a caller's flags mean "answer this"
@@ -358,7 +369,6 @@ class Orchestrator:
         stage("routing", record, None)
 
         trigger = self._consensus_trigger(critical, decision, r, order)
-        t_wait = time.perf_counter()
         if trigger is None:
             agent, completion = await self._call_with_failover(order, r, record, conv, text, stage)
             record.answer, record.value = completion.text, normalise_answer(extract_answer(completion.text))
@@ -368,14 +378,14 @@ class Orchestrator:
             model_time = completion.latency_s
         else:
             agent, model_time = await self._consensus(trigger, order, r, record, conv, text, stage)
-        waited += time.perf_counter() - t_wait
+        waited += calls.waited()
         record.agent = self.names[agent]
-        record.latency_s += model_time
+        record.latency_s += max(model_time, calls.waited())  # calls queued for a real endpoint: what they took
 
         conv.absorb([agent], step_vec)
         conv.memory.add_turn(record.answer, turn=conv.turn, speaker=record.agent, origin="agent")
         conv.previous_agent, conv.last_question, conv.last_answer = agent, text, record.value
-        record.overhead_s = time.perf_counter() - t0 - waited
+        record.overhead_s = max(0.0, time.perf_counter() - t0 - waited)
         stage("reply", record, None)
         return record
 
@@ -490,20 +500,58 @@ class Orchestrator:
         raise BackendUnavailable("no agent of the team could answer; " + " | ".join(record.failovers))
 
     async def _call(self, agent: int, messages: list[Message], sample: int) -> Completion:
+        """One model call, its wait noted on the turn's clock (a consensus also tracks whether it was
+        sent: see `deliberate`)."""
         spec = self.agents[agent]
         backend = self.backends[spec.backend or self.team.backend]
         self.in_flight[agent] += 1
+        t = time.perf_counter()
         try:
             return await backend.complete(messages, model=spec.model, sample=sample)
         finally:
+            _CALLS.note(t)
             self.in_flight[agent] -= 1
+
+    def _fit_to_slots(self, chosen: list[int]) -> list[int]:
+        """A consensus asks its agents at once. Where their backend sends fewer requests at a time
+        (its max_concurrency: 1 for a llama.cpp server) the calls queue; with consensus.queued 'wait'
+        they run in turn, with 'degrade' only as many agents are asked as there are slots. Either way
+        a warning says so (once per backend); the turn is answered, not failed."""
+        kept: list[int] = []
+        load: dict[str, int] = {}
+        dropped: dict[str, int] = {}
+        for a in chosen:
+            name = self.agents[a].backend or self.team.backend
+            n_slots = dispatch.slots(self.backends[name])
+            load[name] = load.get(name, 0) + 1
+            if n_slots is not None and load[name] > n_slots and self.team.consensus.queued == "degrade" and kept:
+                dropped[name] = dropped.get(name, 0) + 1
+                continue
+            kept.append(a)
+        for name, n in load.items():
+            n_slots = dispatch.slots(self.backends[name])
+            if n_slots is None or n <= n_slots or name in self._slot_warned:
+                continue
+            self._slot_warned.add(name)
+            endpoint = dispatch.through(self.backends[name], "endpoint")
+            shown = f"{name} ({endpoint})" if endpoint else name
+            if name in dropped:
+                _log.warning("consensus asks %d of %d agents on backend %s: it sends %d request(s) at a time "
+                             "(max_concurrency) and consensus.queued is 'degrade'", n - dropped[name], n, shown,
+                             n_slots)
+            else:
+                _log.warning("consensus asks %d agents at once but backend %s sends %d request(s) at a time "
+                             "(max_concurrency): their calls run in turn, so a consensus takes about %d calls' "
+                             "time. Set consensus.queued: degrade to ask fewer agents, or raise max_concurrency "
+                             "if the server runs requests in parallel.", n, shown, n_slots, n)
+        return kept
 
     async def _consensus(
         self, trigger: str, order: np.ndarray, r: np.ndarray, record: TurnRecord,
         conv: ConversationState, text: str, stage: StageHook,
     ) -> tuple[int, float]:
         cfg = self.team.consensus
-        chosen = order[: min(cfg.m, len(self.agents))].tolist()
+        chosen = self._fit_to_slots(order[: min(cfg.m, len(self.agents))].tolist())
         weights = self.matrix.mean()[chosen] @ r
         start = None if trigger == "always" else (1 if trigger == "solo" else min(cfg.start, len(chosen)))
         plans: dict[tuple[int, int], PromptPlan] = {}
@@ -552,7 +600,9 @@ class Orchestrator:
             raise BackendUnavailable(f"no agent of the team could answer ({names}); first error: {err}") from err
         record.failovers += [f"{self.names[chosen[i]]}: {msg}" for i, msg in out.errors]
         record.calls += out.calls
+        record.unanswered_calls += out.unanswered_calls
         record.prompt_tokens += out.prompt_tokens
+        record.unanswered_prompt_tokens += out.unanswered_prompt_tokens
         record.output_tokens += out.output_tokens
         if self.team.routing.learn and out.agreement >= cfg.threshold and len(out.answers) > 1:
             for i, completion in out.answers.items():  # a lone answer has nobody to agree with: no credit

@@ -64,6 +64,9 @@ class ConsensusConfig(_Strict):
     max_rounds: int = Field(2, ge=1, le=5)
     lam: float = Field(1.0, ge=0, description="Anchor weight lambda of the disagreement energy.")
     alpha: float | None = Field(None, gt=0, description="Step size; default 0.9/(2L).")
+    queued: Literal["wait", "degrade"] = Field(
+        "wait", description="When a backend sends fewer requests at once (max_concurrency) than the agents "
+        "asked: wait for the calls in turn, or degrade to as many agents as it has slots. Both warn once.")
 
 
 class PromptConfig(_Strict):
@@ -94,7 +97,11 @@ class TeamSpec(_Strict):
     description: str = ""
     reasoning_types: list[str] = Field(default_factory=lambda: list(DEFAULT_REASONING_TYPES), min_length=1)
     backend: str = Field("scripted", description="Default backend for agents that name none.")
-    backend_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    backend_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Constructor options per backend name. For openai: base_url, api_key, timeout_s (seconds "
+        "per request, default 60), max_concurrency (requests in flight at once, default 16; set it to the "
+        "server's parallel slots, 1 for llama-cpp-python) and max_tokens (reply cap for calls that set none).")
     agents: list[AgentSpec] = Field(min_length=1)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
@@ -134,6 +141,17 @@ class TeamSpec(_Strict):
         agents = [a.model_copy(update={"backend": backend}) for a in self.agents]
         opts = {**self.backend_options, backend: {**self.backend_options.get(backend, {}), **options}}
         return self.model_copy(update={"agents": agents, "backend": backend, "backend_options": opts})
+
+
+    def with_backend_options(self, **options: Any) -> "TeamSpec":
+        """The same team with `options` (timeout_s, max_concurrency...) set on every backend its agents
+        use: what the `--timeout` and `--max-concurrency` flags do."""
+        if not options:
+            return self
+        opts = dict(self.backend_options)
+        for name in {a.backend or self.backend for a in self.agents}:
+            opts[name] = {**opts.get(name, {}), **options}
+        return self.model_copy(update={"backend_options": opts})
 
 
 def _describe(err: ValidationError, source: str) -> str:

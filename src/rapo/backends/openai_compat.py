@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import openai
 from pydantic import ValidationError
 
+from rapo.backends import dispatch
 from rapo.backends.retry import BackendUnavailable, RetryDecision, RetryPolicy, SleepFn, call_with_retries
 from rapo.tokens import count_message_tokens, count_tokens
 from rapo.types import Completion, Message, RapoError
@@ -41,11 +42,18 @@ class OpenAIBackend:
         retry: RetryPolicy | None = None,
         default_model: str | None = None,
         sleep: SleepFn = asyncio.sleep,
+        max_tokens: int | None = None,
     ) -> None:
+        """`timeout_s` bounds one request once it is sent (time queued for a slot does not count);
+        `max_concurrency` is how many requests are in flight at once, the rest wait here, so set it to
+        what the server runs in parallel; `max_tokens` caps replies of calls that set no cap."""
         if max_concurrency < 1:
             raise RapoError(f"max_concurrency must be at least 1, got {max_concurrency}")
         if timeout_s <= 0:
             raise RapoError(f"timeout_s must be positive, got {timeout_s}")
+        if max_tokens is not None and max_tokens < 1:
+            raise RapoError(f"max_tokens must be at least 1, got {max_tokens}")
+        self.timeout_s, self.max_tokens = timeout_s, max_tokens
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         api_key = api_key or os.environ.get("OPENAI_API_KEY") or None
         if api_key is None:
@@ -85,8 +93,8 @@ class OpenAIBackend:
             )
         payload = [_to_wire(m) for m in messages]
         extra: dict[str, Any] = {"seed": sample}
-        if max_tokens is not None:
-            extra["max_tokens"] = max_tokens
+        if max_tokens is not None or self.max_tokens is not None:
+            extra["max_tokens"] = max_tokens if max_tokens is not None else self.max_tokens
 
         async def attempt() -> tuple[Any, str, float]:
             t0 = time.perf_counter()
@@ -97,7 +105,9 @@ class OpenAIBackend:
             return resp, text, time.perf_counter() - t0
 
         # The slot is held across backoff on purpose: an overloaded server gets fewer requests.
+        dispatch.queued()
         async with self._semaphore:
+            dispatch.sent()
             try:
                 resp, text, latency = await call_with_retries(
                     attempt, self.retry, classify=classify_error,

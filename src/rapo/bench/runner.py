@@ -42,6 +42,11 @@ class BenchConfig(BaseModel):
     clock: Literal["virtual", "real"] = "virtual"
     time_scale: float = Field(0.001, gt=0)
     concurrency: int = Field(64, ge=1)  # conversations in flight at once on the real clock
+    # --backend openai: requests in flight at once (default: `concurrency`; a llama.cpp server runs 1),
+    # seconds per request once sent (default 60), and a cap on replies (default: none)
+    max_concurrency: int | None = Field(None, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, ge=1)
     backend: Literal["sim", "openai"] = "sim"
     base_url: str | None = None
     api_key: str | None = None
@@ -93,7 +98,9 @@ def _make_backend(cfg: BenchConfig, profile: str) -> Any:
     else:
         from rapo.backends.openai_compat import OpenAIBackend
 
-        backend = OpenAIBackend(base_url=cfg.base_url, api_key=cfg.api_key, max_concurrency=cfg.concurrency)
+        backend = OpenAIBackend(base_url=cfg.base_url, api_key=cfg.api_key,
+                                max_concurrency=cfg.max_concurrency or cfg.concurrency,
+                                max_tokens=cfg.max_tokens, **({"timeout_s": cfg.timeout_s} if cfg.timeout_s else {}))
     if cfg.faults <= 0:
         return backend
     from rapo.bench.faults import FaultInjected

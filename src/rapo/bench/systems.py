@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Protocol, Sequence
 
 from rapo.consensus import Deliberation, deliberate
 from rapo.prompts import OUTPUT_FORMAT
 from rapo.team import AgentSpec, TeamSpec
+from rapo.timing import CallClock, TurnTimer
 from rapo.types import Backend, Completion, Message
+
+_CLOCK = CallClock("rapo_bench_turn")  # the benchmark's own timer of each system's turn
 
 
 @dataclass
@@ -45,11 +48,15 @@ class System(Protocol):
 
 
 class TimedBackend:
-    """Counts the wall time spent inside the backend, so a system's own work can be measured apart."""
+    """Notes each call's wait interval on the turn that made it (see `rapo.timing`), so a system's
+    own work can be measured apart from the model's, per turn, however many conversations share it."""
 
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
-        self.waited = 0.0
+
+    def turn(self) -> ContextManager[TurnTimer]:
+        """Time one turn: calls made inside the block (and in tasks it starts) are counted on it."""
+        return _CLOCK.turn()
 
     async def complete(self, messages: Sequence[Message], *, model: str, max_tokens: int | None = None,
                        sample: int = 0) -> Completion:
@@ -57,7 +64,7 @@ class TimedBackend:
         try:
             return await self.inner.complete(messages, model=model, max_tokens=max_tokens, sample=sample)
         finally:
-            self.waited += time.perf_counter() - t
+            _CLOCK.note(t)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -136,14 +143,15 @@ def asks(text: str) -> bool:
     return is_request(text)
 
 
-def _voted(d: Deliberation, agents: Sequence[AgentSpec], extra: Completion | None = None,
-           own: float = 0.0) -> TurnOutcome:
-    """A vote's outcome as a turn: the winner's reply and prompt, every call's tokens, the latency on
-    the critical path (a routing call before the vote adds its own)."""
+def _voted(d: Deliberation, agents: Sequence[AgentSpec], timer: TurnTimer,
+           extra: Completion | None = None) -> TurnOutcome:
+    """A vote's outcome as a turn: the winner's reply and prompt, every call's tokens, and the turn's
+    latency from its timer over the critical path (a routing call before the vote adds its own)."""
     return TurnOutcome(agents[d.winner].name, d.answers[d.winner].text, _joined(d.prompts[d.winner]),
                        d.prompt_tokens + (extra.prompt_tokens if extra else 0),
                        d.output_tokens + (extra.output_tokens if extra else 0),
-                       d.calls + (1 if extra else 0), d.latency_s + (extra.latency_s if extra else 0.0) + own)
+                       d.calls + (1 if extra else 0),
+                       timer.latency(d.latency_s + (extra.latency_s if extra else 0.0)))
 
 
 # -- group chat: agents in turn, full history ----------------------------------------------------
@@ -177,25 +185,26 @@ class _RoundRobinSession:
         self.history = [Message.model_validate(m) for m in state["history"]]
 
     async def step(self, text: str) -> TurnOutcome:
-        t0, w0 = time.perf_counter(), self.system.backend.waited
         team = self.system.team
-        k = self.turn % len(team.agents)
-        agent = team.agents[k]
-        self.turn += 1
-        self.history.append(Message(role="user", content=text))
-        if self.system.vote and asks(text):  # this turn's agent and the next ones in turn order
-            order = [team.agents[(k + j) % len(team.agents)] for j in range(min(team.consensus.m, len(team.agents)))]
-            d = await team_vote(team, self.system.backend, order, [1.0] * len(order), self.history)
-            self.history.append(Message(role="assistant", content=d.answers[d.winner].text, name=order[d.winner].name))
-            own = time.perf_counter() - t0 - (self.system.backend.waited - w0)
-            return _voted(d, order, own=own)
-        messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
-                    *self.history]
-        c = await self.system.backend.complete(messages, model=agent.model)
-        self.history.append(Message(role="assistant", content=c.text, name=agent.name))
-        own = time.perf_counter() - t0 - (self.system.backend.waited - w0)
+        with self.system.backend.turn() as timer:
+            k = self.turn % len(team.agents)
+            agent = team.agents[k]
+            self.turn += 1
+            self.history.append(Message(role="user", content=text))
+            if self.system.vote and asks(text):  # this turn's agent and the next ones in turn order
+                order = [team.agents[(k + j) % len(team.agents)] for j in range(min(team.consensus.m, len(team.agents)))]
+                d = await team_vote(team, self.system.backend, order, [1.0] * len(order), self.history)
+                self.history.append(Message(role="assistant", content=d.answers[d.winner].text, name=order[d.winner].name))
+            else:
+                d = None
+                messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
+                            *self.history]
+                c = await self.system.backend.complete(messages, model=agent.model)
+                self.history.append(Message(role="assistant", content=c.text, name=agent.name))
+        if d is not None:
+            return _voted(d, order, timer)
         return TurnOutcome(agent.name, c.text, _joined(messages), c.prompt_tokens, c.output_tokens, 1,
-                           c.latency_s + own)
+                           timer.latency(c.latency_s))
 
 
 # -- supervisor / handoff: an LLM picks the agent, the agent gets the full history ---------------
@@ -254,25 +263,26 @@ class _HandoffSession:
 
     async def step(self, text: str) -> TurnOutcome:
         sys_ = self.system
-        t0, w0 = time.perf_counter(), sys_.backend.waited
-        self.history.append(Message(role="user", content=text))
-        route_msgs = [Message(role="system", content=sys_.supervisor_prompt), *self.history]
-        route = await sys_.backend.complete(route_msgs, model=sys_.supervisor_model)
-        name = parse_agent_choice(route.text, [a.name for a in sys_.team.agents])
-        agent = sys_.team.agent(name)
-        if sys_.vote and asks(text):  # the supervisor's pick and the next agents by declared capability
-            order, weights = declared_rank(sys_.team, agent, sys_.team.consensus.m)
-            d = await team_vote(sys_.team, sys_.backend, order, weights, self.history)
-            self.history.append(Message(role="assistant", content=d.answers[d.winner].text, name=order[d.winner].name))
-            own = time.perf_counter() - t0 - (sys_.backend.waited - w0)
-            return _voted(d, order, extra=route, own=own)
-        messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
-                    *self.history]
-        c = await sys_.backend.complete(messages, model=agent.model)
-        self.history.append(Message(role="assistant", content=c.text, name=agent.name))
-        own = time.perf_counter() - t0 - (sys_.backend.waited - w0)
+        with sys_.backend.turn() as timer:
+            self.history.append(Message(role="user", content=text))
+            route_msgs = [Message(role="system", content=sys_.supervisor_prompt), *self.history]
+            route = await sys_.backend.complete(route_msgs, model=sys_.supervisor_model)
+            name = parse_agent_choice(route.text, [a.name for a in sys_.team.agents])
+            agent = sys_.team.agent(name)
+            if sys_.vote and asks(text):  # the supervisor's pick and the next agents by declared capability
+                order, weights = declared_rank(sys_.team, agent, sys_.team.consensus.m)
+                d = await team_vote(sys_.team, sys_.backend, order, weights, self.history)
+                self.history.append(Message(role="assistant", content=d.answers[d.winner].text, name=order[d.winner].name))
+            else:
+                d = None
+                messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)),
+                            *self.history]
+                c = await sys_.backend.complete(messages, model=agent.model)
+                self.history.append(Message(role="assistant", content=c.text, name=agent.name))
+        if d is not None:
+            return _voted(d, order, timer, extra=route)
         return TurnOutcome(agent.name, c.text, _joined(messages), route.prompt_tokens + c.prompt_tokens,
-                           route.output_tokens + c.output_tokens, 2, route.latency_s + c.latency_s + own)
+                           route.output_tokens + c.output_tokens, 2, timer.latency(route.latency_s + c.latency_s))
 
 
 # -- rapo and its ablations -----------------------------------------------------------------------
@@ -331,12 +341,11 @@ class _RapoSession:
         self.conv = restore_conversation(state, self.system.orchestrator.embedder)
 
     async def step(self, text: str) -> TurnOutcome:
-        t0, w0 = time.perf_counter(), self.system.backend.waited
-        rec = await self.system.orchestrator.astep(self.conv, text)
-        own = time.perf_counter() - t0 - (self.system.backend.waited - w0)
+        with self.system.backend.turn() as timer:
+            rec = await self.system.orchestrator.astep(self.conv, text)
         self.conv.records.clear()  # the runner keeps its own per-turn records; keep memory flat
         return TurnOutcome(rec.agent, rec.answer, _joined(rec.prompt), rec.prompt_tokens, rec.output_tokens,
-                           rec.calls, rec.latency_s + own)
+                           rec.calls, timer.latency(rec.latency_s))
 
 
 # -- the oracle: the ceiling, handed the truth ------------------------------------------------------
@@ -383,13 +392,20 @@ class _OracleSession:
         facts = "\n".join(f"- {n.plain or n.sentence}" for n in q.needed)  # self-contained, in any language
         question = _last_question(text)
         user = Message(role="user", content=f"Facts:\n{facts}\nTask: {question}")
-        if self.system.vote:  # the truly best m agents, weighted by their true skill
-            best = ranked[: team.consensus.m]
-            d = await team_vote(team, self.system.backend, best, [skill(a.model, q.type) for a in best], [user])
-            return _voted(d, best)
-        messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)), user]
-        c = await self.system.backend.complete(messages, model=agent.model)
-        return TurnOutcome(agent.name, c.text, _joined(messages), c.prompt_tokens, c.output_tokens, 1, c.latency_s)
+        # Only the calls are timed: the oracle's own work is the generator's, which no system pays for.
+        with self.system.backend.turn() as timer:
+            if self.system.vote:  # the truly best m agents, weighted by their true skill
+                best = ranked[: team.consensus.m]
+                d = await team_vote(team, self.system.backend, best, [skill(a.model, q.type) for a in best], [user])
+            else:
+                messages = [Message(role="system", content=_agent_system_prompt(agent.role, agent.description)), user]
+                c = await self.system.backend.complete(messages, model=agent.model)
+        if self.system.vote:
+            v = _voted(d, best, timer)
+            v.latency_s = max(d.latency_s, timer.waited())
+            return v
+        return TurnOutcome(agent.name, c.text, _joined(messages), c.prompt_tokens, c.output_tokens, 1,
+                           max(c.latency_s, timer.waited()))
 
 
 def _last_question(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
@@ -25,6 +26,7 @@ from rapo.bench.systems import (  # noqa: F401 - supervisor_prompt is re-exporte
     supervisor_prompt,
 )
 from rapo.team import TeamSpec, bench_team  # noqa: F401 - re-exported for the benchmark scripts
+from rapo.timing import TurnTimer
 from rapo.types import Backend, Completion, Message, RapoError
 
 PEER_NAMES: tuple[str, ...] = ("langgraph", "autogen", "openai-agents")
@@ -55,6 +57,7 @@ class CallRecord:
 
     messages: Sequence[Message]
     completion: Completion
+    waited: tuple[float, float] = (0.0, 0.0)  # perf_counter at the call's start and end
 
 
 _SINK: contextvars.ContextVar[list[CallRecord] | None] = contextvars.ContextVar("rapo_peer_sink", default=None)
@@ -90,6 +93,7 @@ class FakeModel:
     async def complete(self, messages: Sequence[Message], *, model: str, max_tokens: int | None = None,
                        sample: int = 0) -> Completion:
         self.calls += 1
+        started = time.perf_counter()
         if self.config.mode == "sim":
             assert self.sim is not None
             completion = await self.sim.complete(messages, model=model, max_tokens=max_tokens, sample=sample)
@@ -101,7 +105,7 @@ class FakeModel:
                                                     model=model)
         sink = _SINK.get()
         if sink is not None:
-            sink.append(CallRecord(messages, completion))
+            sink.append(CallRecord(messages, completion, (started, time.perf_counter())))
         return completion
 
     def _instant_reply(self, messages: Sequence[Message]) -> str:
@@ -133,9 +137,15 @@ class Recorder:
         _SINK.reset(self._token)
 
 
-def outcome(agent: str | None, reply: str, calls: Sequence[CallRecord], own_s: float = 0.0) -> TurnOutcome:
-    """A step's outcome in the benchmark's terms; the answering call is the last one."""
+def outcome(agent: str | None, reply: str, calls: Sequence[CallRecord], elapsed_s: float = 0.0) -> TurnOutcome:
+    """A step's outcome in the benchmark's terms; the answering call is the last one. Latency: the
+    framework's own work (the step's wall time `elapsed_s` less the union of its calls' waits) plus
+    the model time, as `rapo.timing.TurnTimer.latency` computes it for every system."""
     answering = calls[-1] if calls else None
+    timer = TurnTimer(start=0.0, end=elapsed_s)
+    if calls:
+        base = min(c.waited[0] for c in calls)
+        timer.intervals = [(lo - base, min(hi - base, elapsed_s)) for lo, hi in (c.waited for c in calls)]
     prompt_parts = tuple(m.content for m in answering.messages) if answering else ()
     return TurnOutcome(
         agent=agent,
@@ -144,7 +154,7 @@ def outcome(agent: str | None, reply: str, calls: Sequence[CallRecord], own_s: f
         prompt_tokens=sum(c.completion.prompt_tokens for c in calls),
         output_tokens=sum(c.completion.output_tokens for c in calls),
         calls=len(calls),
-        latency_s=sum(c.completion.latency_s for c in calls) + own_s,
+        latency_s=timer.latency(sum(c.completion.latency_s for c in calls)),
     )
 
 
