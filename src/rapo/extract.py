@@ -560,6 +560,14 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         return Statement(subject=antecedent.subject, key=antecedent.key, entity_ids=antecedent.entity_ids,
                          attribute=antecedent.attribute, value=value, value_ids=find_value_ids(value),
                          text=written.strip().rstrip(" ,;"), is_update=True)
+    if inherited_ids and re.fullmatch(r"(?i)it|they", subject.strip(" ,")):
+        # "Loan L196 asks for $9k. It was filed by applicant P28.": within one text, "it" is the
+        # thing the sentence before named; read the clause with that thing as its subject
+        named = " ".join(i.upper() if _HAS_DIGIT.search(i) else i.capitalize() for i in inherited_ids)
+        rest = clause[len(clause) - len(clause.lstrip()) + len(subject.strip()):]
+        shown = re.sub(r"(?i)\b(?:it|they)\b", named, written, count=1)  # the line names its subject
+        st = _statement(named + rest, frame, (), update, shown, None)
+        return st if st is not None and st.attribute else None  # "It is heavy" names no attribute to key
     value, tail_update = _clean_value(raw_value)
     if not value or re.match(r"(?i)not\b|n't\b", value):
         return None  # a negation states no value

@@ -27,6 +27,7 @@ from rapo.extract import (
     normalise_word,
     parse_subject,
 )
+from rapo.numbers import Quantity, find_quantities, same_quantity
 from rapo.tokens import count_tokens
 from rapo.types import Embedder, RapoError, trusted
 
@@ -55,10 +56,34 @@ class Fact(BaseModel):
     origin: Origin
     superseded_by: int | None = None
     supersedes: int | None = None
+    said: str | None = None  # the words as written, where `text` restates a correction that named no subject
 
     @property
     def current(self) -> bool:
         return self.superseded_by is None
+
+
+def _names_subject(st: Statement) -> bool:
+    """Does the statement's own text name what it is about (an identifier, else its attribute)?"""
+    words = set(re.findall(r"[a-z0-9]+", st.text.lower()))
+    if st.entity_ids:
+        return any(set(re.findall(r"[a-z0-9]+", e)) <= words for e in st.entity_ids)
+    return bool(st.attribute) and set(st.attribute.split()) <= {normalise_word(w) for w in words}
+
+
+def _restate(prev: Fact, value: str) -> str | None:
+    """The earlier fact's sentence with its value replaced: a correction that named no subject
+    ("We raised it to 150 dollars.") becomes a line that says what it is about. None where the
+    old value cannot be found once in that sentence."""
+    old = find_quantities(prev.value)
+    if len(old) == 1:
+        spans = [q for q in find_quantities(prev.text) if same_quantity(q, old[0])]
+        if len(spans) == 1:
+            q = spans[0]
+            return prev.text[: q.start] + value + prev.text[q.end:]
+    if prev.text.count(prev.value) == 1:
+        return prev.text.replace(prev.value, value)
+    return None
 
 
 class Selection(BaseModel):
@@ -131,6 +156,7 @@ class Ledger:
         self._history: dict[str, list[int]] = {}
         self._by_entity: dict[str, set[int]] = {}  # entity id -> current fact ids about it
         self._by_word: dict[str, set[int]] = {}  # attribute word -> current fact ids without ids
+        self._quantities: dict[int, Quantity | None] = {}  # fact id -> the quantity its value states
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -205,6 +231,48 @@ class Ledger:
         """Facts stated in `text`, as now current (a restated value returns the existing fact)."""
         return self.add_statements(extract_statements(text), turn=turn, source=source, origin=origin)
 
+    def corrections_by_value(self, sentence: str) -> list[Statement]:
+        """A correction that names only the old value: "the 120 dollars should have been 150",
+        "it's 25 days, not 78 days". It names two quantities in one unit, of which exactly one is the
+        value of exactly one current fact (not an agent's); the other is that fact's new value."""
+        found = find_quantities(sentence)
+        if len(found) != 2 or found[0].value == found[1].value:
+            return []
+        a, b = found
+        if a.unit and b.unit and a.unit != b.unit:
+            return []
+        holders: list[tuple[Fact, Quantity]] = []
+        for fact in self.current():
+            if fact.origin == "agent":
+                continue
+            held = self._quantity_of(fact)
+            if held is None:
+                continue
+            for q, other in ((a, b), (b, a)):
+                if same_quantity(q, held) and not same_quantity(other, held):
+                    holders.append((fact, other))
+        if len(holders) != 1:
+            return []  # no fact holds either value, or the words fit more than one: not a correction we can place
+        fact, new = holders[0]
+        value = new.text
+        held = self._quantity_of(fact)
+        if held is not None and held.unit and new.unit != held.unit:  # "150, not 120 dollars": the old one's unit
+            value = new.number
+            if held.number[:1] in "$€£" and new.number[:1] not in "$€£":
+                value = held.number[:1] + new.number
+            elif held.text != held.number:
+                value = f"{new.number} {held.text[len(held.number):].strip()}"
+        return [Statement(subject=fact.subject, key=fact.key, entity_ids=fact.entity_ids, attribute=fact.attribute,
+                          value=value, value_ids=find_value_ids(value), text=sentence.strip(), is_update=True)]
+
+    def _quantity_of(self, fact: Fact) -> Quantity | None:
+        """The one quantity a fact's value states, if it states exactly one."""
+        cached = self._quantities.get(fact.id, False)
+        if cached is False:
+            found = find_quantities(fact.value)
+            cached = self._quantities[fact.id] = found[0] if len(found) == 1 else None
+        return cached  # type: ignore[return-value]
+
     def add_statements(
         self, statements: Sequence[Statement], *, turn: int, source: str, origin: Origin = "user"
     ) -> list[Fact]:
@@ -265,6 +333,12 @@ class Ledger:
             if origin == "agent" or prev.origin != "agent":
                 return prev  # a restatement adds nothing
         overridden = prev is not None and origin == "agent" and prev.origin != "agent"
+        said = None
+        text = st.text
+        if prev is not None and not overridden and st.is_update and not _names_subject(st):
+            restated = _restate(prev, st.value)
+            if restated is not None:  # "We raised it to 150 dollars" is shown as its subject's sentence
+                text, said = restated, st.text
         fact = trusted(  # the statement is validated and turn/source/origin checked above
             Fact,
             id=len(self._facts),
@@ -274,14 +348,15 @@ class Ledger:
             entity_ids=st.entity_ids,
             value=st.value,
             value_ids=st.value_ids,
-            text=st.text,
+            text=text,
             turn=turn,
             source=source,
             origin=origin,
             superseded_by=prev_id if overridden else None,
             supersedes=None if overridden or prev is None else prev_id,
+            said=said,
         )
-        self._append(fact, self.embedder.embed([st.text])[0])
+        self._append(fact, self.embedder.embed([text])[0])
         if overridden:
             return fact  # kept for audit, never current: agents can be wrong
         if prev is not None:

@@ -7,7 +7,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from rapo.extract import Statement, extract_statements
+from rapo.extract import Statement, extract_statements, split_sentences
+from rapo.numbers import find_quantities
 from rapo.memory.index import EmbeddingIndex, LexicalIndex
 from rapo.memory.ledger import Fact, Ledger
 from rapo.memory.passages import Passage, split_passages, split_speakers
@@ -70,6 +71,8 @@ class Memory:
             who = who or speaker
             ante = self._antecedent if origin != "agent" and _PRONOUN.search(piece) else None  # keeps the cache hot
             statements = extract_statements(piece, antecedent=ante) if extract else []
+            if extract and origin != "agent":
+                statements = self._value_corrections(piece, statements)
             if extra_statements:
                 keys = {s.key for s in statements}
                 statements = statements + [s for s in extra_statements if s.key not in keys]
@@ -85,6 +88,24 @@ class Memory:
                 if named:
                     self._antecedent = named[-1]
         return facts, added
+
+    def _value_corrections(self, piece: str, statements: list[Statement]) -> list[Statement]:
+        """A sentence that corrects a value without naming its subject ("the 120 dollars I gave
+        should have been 150") updates the fact that held the old value. What the rules read in such
+        a sentence is dropped when its only "identifier" is one of the numbers themselves."""
+        if len(find_quantities(piece)) < 2:
+            return statements
+        out = list(statements)
+        for sentence in split_sentences(piece):
+            found = self.ledger.corrections_by_value(sentence)
+            if not found:
+                continue
+            numbers = {t for q in find_quantities(sentence) for t in _WORDS.findall(q.text.lower())}
+            here = [s for s in out if s.text.rstrip(" .") in sentence]
+            if any(not set(s.entity_ids) <= numbers for s in here):
+                continue  # the sentence names its own subject: the rules' reading stands
+            out = [s for s in out if s not in here] + found
+        return out
 
     def _add_passages(self, text: str, *, turn: int, speaker: str | None, when: str | None,
                       origin: str) -> list[Passage]:

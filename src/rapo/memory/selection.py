@@ -57,7 +57,7 @@ class SelectionConfig:
     min_relevance: float = 0.0  # a passage's lexical score as a share of the best, below which it is left out
     neighbour_weight: float = 0.5
     exchange_weight: float = 0.5  # how much a passage's score adds of its exchange's (it and the turn before)
-    per_turn: int = 1  # retrieved passages of one turn at most: the budget is spread over more turns
+    per_turn: int = 1  # verbatim passages of one turn at most (facts not counted): the budget spreads over more turns
     speaker_boost: float = 1.3  # a passage by a speaker the query names ranks this much higher
     question_weight: float = 0.5  # a question states nothing: it ranks below statements that match as well
     covered: float = 0.6  # a passage whose facts quote this share of it is shown as its facts
@@ -154,7 +154,10 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
             pick.take(item)
 
     if k_retrieved > 0 and len(memory.passages):
-        ranked, scores = memory.rank(query, cfg, now_turn=now_turn)
+        # a second hop: what the named facts point at ("L735's applicant" is P24) is searched for too
+        hops = [v for i in pick.items if i.fact_id is not None
+                for v in memory.ledger.get(i.fact_id).value_ids if v not in query.lower()]
+        ranked, scores = memory.rank(" ".join([query, *dict.fromkeys(hops)]), cfg, now_turn=now_turn)
         taken = 0
         per_turn: dict[int, int] = {}
         for pid, score in zip(ranked.tolist(), scores.tolist()):
@@ -168,7 +171,8 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
                 if pick.used >= pick.budget - 4:
                     break
                 continue
-            per_turn[p.turn] = per_turn.get(p.turn, 0) + 1
+            if any(i.kind == "passage" for i in fresh):  # facts are short and exact: a turn may state several
+                per_turn[p.turn] = per_turn.get(p.turn, 0) + 1
             taken += 1
             if taken >= k_retrieved:
                 break
