@@ -152,3 +152,13 @@ def test_natural_questions_read_back_to_the_controlled_question() -> None:
                 (pb.type, pb.subjects, pb.chain, pb.operator)
             n += 1
     assert n > 200
+
+
+def test_a_report_quoted_as_list_items_reads_as_the_report() -> None:
+    """A context list quotes each line as "- <line>": the heading, as a list item, still names the
+    subject of the report's lines, exactly as the unquoted report does."""
+    report = "Loan N918\n- requested amount: $47,255\n- applicant: applicant P14"
+    quoted = "\n".join(f"- {line}." for line in report.splitlines())
+    plain = [(f.attr, f.entity, f.value) for f in read_facts([report])]
+    assert plain == [("requested amount", "loan n918", "47255 dollars"), ("applicant", "loan n918", "applicant P14")]
+    assert [(f.attr, f.entity, f.value) for f in read_facts([quoted])] == plain

@@ -470,6 +470,8 @@ _IRREGULAR = frozenset("has have had gets got gives gave takes took makes made h
 _OBJECT_PREPS = frozenset("in on at by to for from within after before until around about of".split())
 _PASSIVE = re.compile(r"(?P<verb>[a-z]{3,}ed|[a-z]*(?:paid|held|sold|made|given|kept|sent|built|taken|run|set))"
                       r"(?:\s+(?:in|on|at|by|to|for|from|within|after|before|until|over|under|with|of))*\s+(?P<value>\S.*)$")
+# English adverbs that sit between a subject and its verb ("X now is", "X currently has").
+_SUBJECT_ADVERB = re.compile(r"(?i)\s+(now|currently|still|also|already|actually|presently|no longer|just)\s*$")
 _PRONOUN_SUBJECT = re.compile(r"(?i)^(?:it|this|that|they|these|those|the same|same)$")
 
 _ACTIVE_RE = re.compile(
@@ -551,6 +553,10 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         subject, verb, raw_value = found
         extra_attr = _verb_lemma(verb)
         verb_update = False
+    adverb = _SUBJECT_ADVERB.search(subject)
+    if adverb:  # "Component J73 now is made of ...": the adverb qualifies the verb, not the subject
+        subject = subject[: adverb.start()]
+        verb_update = verb_update or adverb.group(1).lower() in ("now", "no longer")
     bare_subject = re.sub(r"(?i)^(?:the|its)\s+", "", subject.strip(" ,"))
     if _PRONOUN_SUBJECT.match(bare_subject) and antecedent is not None and (verb_update or active or from_to):
         # "It was raised to 150 dollars": a correction that does not repeat its subject

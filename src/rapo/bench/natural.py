@@ -462,8 +462,8 @@ def _raw_sentence(sentence: str) -> tuple[_Raw, ...]:
         at = sentence.index(clause, pos)
         pos = at + len(clause)
         out += _clause(clause, at)
-    if not out:  # a report's heading names the subject of its lines
-        m = _clause_patterns()["heading"].fullmatch(sentence)
+    if not out:  # a report's heading names the subject of its lines (also when quoted as a list item)
+        m = _clause_patterns()["heading"].fullmatch((sentence[bullet.end():] if bullet else sentence).rstrip(" ."))
         if m:
             out.append(_Raw(None, m.group("e"), "", 0, sentence.strip()))
     return tuple(out)

@@ -10,6 +10,7 @@ as current and the same statement is never paid for twice.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ContextItem", "SelectionConfig", "select_context"]
 
-Reason = Literal["named", "dependency", "recent", "retrieved", "relevant", "window"]
+Reason = Literal["named", "dependency", "recent", "retrieved", "relevant", "window", "referent"]
 
 
 class ContextItem(BaseModel):
@@ -177,8 +178,51 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
             if taken >= k_retrieved:
                 break
 
-    return sorted(pick.items, key=lambda i: (i.turn, i.passage_id if i.passage_id is not None else -1,
-                                             i.fact_id if i.fact_id is not None else -1))
+    _add_referents(pick, memory, cfg)
+    return sorted(pick.items, key=lambda i: _position(i, memory))
+
+
+_REFERRING = re.compile(r"(?i)^\s*(?:[-*\u2022]\s|(?:it|its|they|their|this|these|those|he|she|his|her)\b)")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _position(item: ContextItem, memory: "Memory") -> tuple[int, float, int]:
+    """Where a line goes: in turn order, and within a turn where its words were said (a fact just
+    after the passage it was read from's predecessors), so a line follows the line it refers to."""
+    if item.passage_id is not None:
+        return (item.turn, float(item.passage_id), -1)
+    p = memory.passage_of_fact(item.fact_id) if item.fact_id is not None else None
+    at = float(p.id) if p is not None and p.turn == item.turn else -1.0
+    return (item.turn, at, item.fact_id if item.fact_id is not None else -1)
+
+
+def _refers_back(item: ContextItem, memory: "Memory") -> bool:
+    """A line that does not say what it is about: a bullet under a heading, a sentence on "it"."""
+    if item.fact_id is not None:
+        fact = memory.ledger.get(item.fact_id)
+        words = set(_WORD.findall(item.text.lower()))
+        return bool(fact.entity_ids) and not any(set(_WORD.findall(e)) <= words for e in fact.entity_ids)
+    return bool(_REFERRING.match(item.text))
+
+
+def _add_referents(pick: "_Picker", memory: "Memory", cfg: SelectionConfig) -> None:
+    """Every line that refers back gets the line it refers to: the nearest earlier passage of its
+    turn that does not itself refer back (a report's heading, the sentence that named "it")."""
+    for item in list(pick.items):
+        if not _refers_back(item, memory):
+            continue
+        own = memory.passages[item.passage_id] if item.passage_id is not None else (
+            memory.passage_of_fact(item.fact_id) if item.fact_id is not None else None)
+        if own is None or own.turn != item.turn:
+            continue
+        pid = own.id - 1
+        while pid >= 0 and memory.passages[pid].turn == own.turn:
+            prev = memory.passages[pid]
+            if not _REFERRING.match(prev.text):
+                for ref in _passage_items(prev, memory, "referent", 0.0, cfg, pick.facts):
+                    pick.take(ref, force=True)  # a few words, without which the line misleads
+                break
+            pid -= 1
 
 
 def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_turn: int | None = None,
