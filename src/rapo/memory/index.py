@@ -88,6 +88,7 @@ class LexicalIndex:
     def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
         self.k1, self.b = k1, b
         self._postings: dict[str, tuple[list[int], list[int]]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # postings as arrays, until they grow
         self._length = np.zeros(0, dtype=np.float64)
         self._n = 0
         self._total = 0.0
@@ -130,8 +131,11 @@ class LexicalIndex:
             posting = self._postings.get(t)
             if posting is None:
                 continue
-            ids = np.asarray(posting[0], dtype=np.int64)
-            tf = np.asarray(posting[1], dtype=np.float64)
+            cached = self._arrays.get(t)
+            if cached is None or cached[0].size != len(posting[0]):
+                cached = self._arrays[t] = (np.asarray(posting[0], dtype=np.int64),
+                                            np.asarray(posting[1], dtype=np.float64))
+            ids, tf = cached
             idf = math.log(1.0 + (n - ids.size + 0.5) / (ids.size + 0.5))
             out[ids] += times * idf * tf / (tf + norm[ids])
         return out

@@ -45,6 +45,7 @@ class Memory:
         self.exchanges = LexicalIndex()  # a piece with the one before it (see _add_exchange)
         self._exch = np.zeros(0, dtype=np.int64)  # per passage: its exchange document (-1: none)
         self._last_piece = ""
+        self.refers_back: dict[tuple[str, int], bool] = {}  # selection's cache: does a line need its referent?
 
     # --- adding ------------------------------------------------------------------------------
 

@@ -165,6 +165,9 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
             p = memory.passages[pid]
             if p.id in pick.passages or per_turn.get(p.turn, 0) >= cfg.per_turn:
                 continue
+            if p.covered_by and p.coverage >= cfg.covered and all(
+                    (c := memory.ledger.current_of(f)) is None or c.id in pick.facts for f in p.covered_by):
+                continue  # shown as facts that are all in already
             fresh = _passage_items(p, memory, "retrieved", score, cfg, pick.facts)
             if not fresh:
                 continue
@@ -198,11 +201,18 @@ def _position(item: ContextItem, memory: "Memory") -> tuple[int, float, int]:
 
 def _refers_back(item: ContextItem, memory: "Memory") -> bool:
     """A line that does not say what it is about: a bullet under a heading, a sentence on "it"."""
-    if item.fact_id is not None:
-        fact = memory.ledger.get(item.fact_id)
-        words = set(_WORD.findall(item.text.lower()))
-        return bool(fact.entity_ids) and not any(set(_WORD.findall(e)) <= words for e in fact.entity_ids)
-    return bool(_REFERRING.match(item.text))
+    key = ("f", item.fact_id) if item.fact_id is not None else ("p", item.passage_id)
+    known = memory.refers_back.get(key)  # a fact's or passage's text never changes: judged once
+    if known is None:
+        if item.fact_id is not None:
+            fact = memory.ledger.get(item.fact_id)
+            words = set(_WORD.findall(item.text.lower()))
+            known = bool(fact.entity_ids) and not any(set(_WORD.findall(e)) <= words for e in fact.entity_ids)
+        else:
+            known = bool(_REFERRING.match(item.text))
+        if key[1] is not None:
+            memory.refers_back[key] = known
+    return known
 
 
 def _add_referents(pick: "_Picker", memory: "Memory", cfg: SelectionConfig) -> None:
@@ -229,11 +239,12 @@ def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tur
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Passages (numbers, best first) and their fused scores, the allowed origins only."""
     n = len(memory.passages)
-    lexical = memory.lexical.scores(query)
+    terms = analyse(query)
+    lexical = memory.lexical.scores_of_terms(terms)
     turn_of = memory.turn_array()
     if cfg.exchange_weight > 0 and n and len(memory.exchanges):
         exch = memory.exchange_array()
-        per_doc = memory.exchanges.scores(query)
+        per_doc = memory.exchanges.scores_of_terms(terms)
         lexical = lexical + cfg.exchange_weight * np.where(exch >= 0, per_doc[np.maximum(exch, 0)], 0.0)
     if cfg.neighbour_weight > 0 and n:
         # the best score of each turn (a turn's passages are contiguous), shared with the turns beside it
