@@ -308,3 +308,13 @@ def test_binned_curve_stays_within_each_bins_range(data: dict[int, tuple[float, 
         assert min(t for t, _ in members) - 1e-9 <= xi <= max(t for t, _ in members) + 1e-9
         assert min(v for _, v in members) - 1e-9 <= yi <= max(v for _, v in members) + 1e-9
         assert not math.isnan(yi)
+
+
+def test_a_slower_rapo_reads_as_higher_latency_not_a_negative_reduction() -> None:
+    res = make_results()
+    res["ratios"]["question_latency_reduction_vs_handoff_vote"] = -1.924
+    res["ratios"]["question_latency_reduction_vs_handoff_vote_ci"] = [-2.1, -1.8]
+    md = render_markdown(res)
+    line = next(line for line in md.splitlines() if line.startswith("rapo against handoff-vote"))
+    assert "question-turn latency 192.4% higher [180.0, 210.0]" in line
+    assert "--" not in line and "-192" not in line

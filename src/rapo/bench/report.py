@@ -62,6 +62,13 @@ def _bare_pct(v: float) -> str:
     return f"{v * 100:.1f}"
 
 
+def _lower_ci(ci: Any, v: float) -> Any:
+    """A reduction's interval as the sentence states it: of the increase, where the value is negative."""
+    if v >= 0 or not ci:
+        return ci
+    return [-ci[1], -ci[0]]
+
+
 def _signed_pct(v: float) -> str:
     return f"{v * 100:+.1f}"
 
@@ -431,7 +438,8 @@ def _md_fair(results: dict[str, Any]) -> str:
         if _finite(pts) and _finite(q) and _finite(c):
             text.append(f"rapo against {best}: success {pts * 100:+.1f} points "
                         f"{_ci_text(ratios.get(f'success_gain_vs_{key}_ci'), _signed_pct)}, question-turn latency "
-                        f"{_pct(q)} lower {_ci_text(ratios.get(f'question_latency_reduction_vs_{key}_ci'), _bare_pct)}, "
+                        f"{_pct(abs(q))} {'lower' if q >= 0 else 'higher'} "
+                        f"{_ci_text(_lower_ci(ratios.get(f'question_latency_reduction_vs_{key}_ci'), q), _bare_pct)}, "
                         f"{_pct(c)} of its calls per question.")
     text.append("Statement turns (turns that only state facts) cost rapo no model call by default "
                 "(`prompts.statement_turns: ledger`), while the baselines send every turn to a model, as their "
