@@ -3,7 +3,8 @@
 Sources, fused: the ledger's facts the step names and their dependencies at any distance (always);
 the previous turn verbatim, so an elliptical "and the other one?" has its referent; passages ranked
 by lexical and embedding retrieval together (reciprocal-rank fusion), each passage's score lifted a
-little by its neighbouring turns' (an answer usually follows the question that names its subject).
+little by the turns around it (an answer usually follows the question that names its subject, and a
+stretch of conversation keeps to its topic), by a speaker or a date the step names.
 A passage that the ledger read is shown as its current facts, so a corrected value never appears
 as current and the same statement is never paid for twice.
 """
@@ -58,13 +59,13 @@ class SelectionConfig:
     # a passage's score borrows from the best passage of each turn up to `neighbour_span` turns away,
     # `neighbour_decay` times less per turn further: what a stretch of the conversation is about
     neighbour_weight: float = 0.5
-    neighbour_span: int = 1
-    neighbour_decay: float = 0.5
+    neighbour_span: int = 5
+    neighbour_decay: float = 0.7
     exchange_weight: float = 0.5  # how much a passage's score adds of its exchange's (it and the turn before)
     per_turn: int = 1  # retrieved passages of one turn at most: the budget is spread over more turns
-    speaker_boost: float = 1.3  # a passage by a speaker the query names ranks this much higher
-    question_weight: float = 0.5  # a question states nothing: it ranks below statements that match as well
-    date_boost: float = 0.0  # a passage whose date (`when`) matches the query's words ranks up to 1 + this higher
+    speaker_boost: float = 2.0  # a passage by a speaker the query names ranks this much higher
+    question_weight: float = 1.0  # below 1, a question (it states nothing) ranks below statements that match as well
+    date_boost: float = 2.0  # a passage whose date (`when`) matches the query's words ranks up to 1 + this higher
     covered: float = 0.6  # a passage whose facts quote this share of it is shown as its facts
     lexical_weight: float = 1.0
     embedding_weight: float = 0.25
