@@ -261,3 +261,49 @@ def test_memory_bench_cli_writes_json(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "memory.png").stat().st_size > 1000
     bad = CliRunner().invoke(app, ["bench", "memory", "--data", str(tmp_path / "missing.json")])
     assert bad.exit_code == 2 and "no such file" in " ".join(bad.output.split())
+
+
+# --- ranking: a stretch of the conversation, its date, a turn shown as later facts -------------
+
+
+def test_a_turn_a_few_turns_from_a_match_is_lifted_by_its_neighbourhood() -> None:
+    from rapo.memory.selection import SelectionConfig
+
+    mem = Memory(HashingEmbedder())
+    for t, text in enumerate(["The offsite is in Lisbon this year.", "Sure.", "Okay.", "Sounds great, I booked it.",
+                              "Unrelated note about printers.", "More about printers.", "Printers again.",
+                              "Printers, printers."], 1):
+        mem.add_turn(text, turn=t)
+    q = "Where is the offsite?"
+    near = SelectionConfig(neighbour_span=1, embedding_weight=0.0)
+    wide = SelectionConfig(neighbour_span=3, embedding_weight=0.0)
+    turns = lambda cfg: {mem.passages[i].turn for i in mem.rank(q, cfg)[0].tolist()}  # noqa: E731
+    assert 4 not in turns(near) and 4 in turns(wide)
+    assert 8 not in turns(wide), "a turn further away than the span borrows nothing"
+
+
+def test_a_date_the_question_names_ranks_what_was_said_then_first() -> None:
+    from rapo.memory.selection import SelectionConfig
+
+    mem = Memory(HashingEmbedder())
+    mem.add_turn("Lena talked about the garden.", turn=1, speaker="Lena", when="2 June 2024")
+    for t in range(2, 12):
+        mem.add_turn(f"Filler line {t} on printers.", turn=t, speaker="Sam", when="2 June 2024")
+    mem.add_turn("Lena talked about the garden.", turn=12, speaker="Lena", when="10 March 2025")
+    q = "What did Lena talk about on 10 March 2025?"
+    first = lambda cfg: mem.passages[int(mem.rank(q, cfg)[0][0])].when  # noqa: E731
+    assert first(SelectionConfig(date_boost=0.0)) == "2 June 2024"
+    assert first(SelectionConfig(date_boost=2.0)) == "10 March 2025"
+
+
+def test_a_turn_shown_as_a_later_turns_fact_still_gets_its_own_passage_in() -> None:
+    # "The bowl is gorgeous." is read as a fact that turn 2 supersedes: retrieved first, it is shown as
+    # turn 2's fact, and turn 1's other passage must still be free to go in (one passage per turn)
+    mem = Memory(HashingEmbedder())
+    mem.add_turn("The bowl is gorgeous. I made it at the pottery class.", turn=1)
+    mem.add_turn("The bowl is awesome.", turn=2)
+    for t in range(3, 30):
+        mem.add_turn(f"Filler line {t} about the printers on floor {t}.", turn=t)
+    items = mem.select("What gorgeous thing came from a class?", now_turn=31)
+    assert "gorgeous" not in " ".join(i.text for i in items), "the superseded statement was shown"
+    assert any(i.turn == 1 and "pottery class" in i.text for i in items)

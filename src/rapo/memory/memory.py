@@ -46,6 +46,9 @@ class Memory:
         self._exch = np.zeros(0, dtype=np.int64)  # per passage: its exchange document (-1: none)
         self._last_piece = ""
         self.refers_back: dict[tuple[str, int], bool] = {}  # selection's cache: does a line need its referent?
+        self._dates = LexicalIndex()  # one document per distinct `when` (a session's date), built on demand
+        self._date_of: dict[str, int] = {}
+        self._date_code = np.zeros(0, dtype=np.int64)  # per passage: its date's document (-1: none)
 
     # --- adding ------------------------------------------------------------------------------
 
@@ -200,6 +203,27 @@ class Memory:
 
     def exchange_array(self) -> np.ndarray:
         return self._exch[: len(self.passages)]
+
+    def date_scores(self, query: str) -> np.ndarray:
+        """Per passage: BM25 of the query against the passage's `when` (its session's date), so a
+        step that names a date ("on 31 July") finds what was said then."""
+        n = len(self.passages)
+        done = self._date_code.shape[0]
+        if done < n:
+            codes = np.full(n - done, -1, dtype=np.int64)
+            for i, p in enumerate(self.passages[done:n]):
+                if p.when:
+                    code = self._date_of.get(p.when)
+                    if code is None:
+                        code = self._date_of[p.when] = len(self._dates)
+                        self._dates.add([p.when])
+                    codes[i] = code
+            self._date_code = np.concatenate([self._date_code, codes])
+        if not len(self._dates):
+            return np.zeros(n)
+        per_date = self._dates.scores(query)
+        code = self._date_code[:n]
+        return np.where(code >= 0, per_date[np.maximum(code, 0)], 0.0)
 
     def turn_array(self) -> np.ndarray:
         return self._turn[: len(self.passages)]

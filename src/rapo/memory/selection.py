@@ -3,7 +3,8 @@
 Sources, fused: the ledger's facts the step names and their dependencies at any distance (always);
 the previous turn verbatim, so an elliptical "and the other one?" has its referent; passages ranked
 by lexical and embedding retrieval together (reciprocal-rank fusion), each passage's score lifted a
-little by its neighbouring turns' (an answer usually follows the question that names its subject).
+little by the turns around it (an answer usually follows the question that names its subject, and a
+stretch of conversation keeps to its topic), by a speaker or a date the step names.
 A passage that the ledger read is shown as its current facts, so a corrected value never appears
 as current and the same statement is never paid for twice.
 """
@@ -56,11 +57,16 @@ class SelectionConfig:
     k_answered: int = 6
     recent_turns: int = 1
     min_relevance: float = 0.0  # a passage's lexical score as a share of the best, below which it is left out
+    # a passage's score borrows from the best passage of each turn up to `neighbour_span` turns away,
+    # `neighbour_decay` times less per turn further: what a stretch of the conversation is about
     neighbour_weight: float = 0.5
+    neighbour_span: int = 5
+    neighbour_decay: float = 0.7
     exchange_weight: float = 0.5  # how much a passage's score adds of its exchange's (it and the turn before)
     per_turn: int = 1  # verbatim passages of one turn at most (facts not counted): the budget spreads over more turns
-    speaker_boost: float = 1.3  # a passage by a speaker the query names ranks this much higher
-    question_weight: float = 0.5  # a question states nothing: it ranks below statements that match as well
+    speaker_boost: float = 2.0  # a passage by a speaker the query names ranks this much higher
+    question_weight: float = 1.0  # below 1, a question (it states nothing) ranks below statements that match as well
+    date_boost: float = 2.0  # a passage whose date (`when`) matches the query's words ranks up to 1 + this higher
     covered: float = 0.6  # a passage whose facts quote this share of it is shown as its facts
     lexical_weight: float = 1.0
     embedding_weight: float = 0.25
@@ -235,13 +241,11 @@ def _add_referents(pick: "_Picker", memory: "Memory", cfg: SelectionConfig) -> N
             pid -= 1
 
 
-def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_turn: int | None = None,
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Passages (numbers, best first) and their fused scores, the allowed origins only."""
+def _lexical(memory: "Memory", query: str, cfg: SelectionConfig) -> np.ndarray:
+    """BM25 of each passage, with its exchange's and its neighbouring turns' share."""
     n = len(memory.passages)
     terms = analyse(query)
     lexical = memory.lexical.scores_of_terms(terms)
-    turn_of = memory.turn_array()
     if cfg.exchange_weight > 0 and n and len(memory.exchanges):
         exch = memory.exchange_array()
         per_doc = memory.exchanges.scores_of_terms(terms)
@@ -251,12 +255,25 @@ def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tur
         starts, seg = memory.turn_segments()
         best = np.maximum.reduceat(lexical, starts)
         beside = np.zeros(best.size)
-        beside[1:] += best[:-1]
-        beside[:-1] += best[1:]
+        for d in range(1, max(1, cfg.neighbour_span) + 1):
+            if d >= best.size:
+                break
+            f = cfg.neighbour_decay ** (d - 1)
+            beside[d:] += f * best[:-d]
+            beside[:-d] += f * best[d:]
         lexical = lexical + cfg.neighbour_weight * 0.5 * beside[seg]
+    return lexical
+
+
+def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_turn: int | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Passages (numbers, best first) and their fused scores, the allowed origins only."""
+    n = len(memory.passages)
+    turn_of = memory.turn_array()
     allowed = memory.allowed_mask(cfg.exclude_origin)
     if now_turn is not None:
         allowed &= turn_of < now_turn  # the step's own text is its task, not its context
+    lexical = _lexical(memory, query, cfg)
     if cfg.min_relevance > 0 and lexical.size:
         top = float(lexical[allowed].max()) if allowed.any() else 0.0
         allowed &= lexical >= cfg.min_relevance * top
@@ -274,6 +291,11 @@ def rank_passages(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tur
         weights.append(cfg.embedding_weight)
     fused = fuse(rankings, n, weights)
     fused = fused * np.where(memory.question_mask(), cfg.question_weight, 1.0)
+    if cfg.date_boost > 0:
+        dates = memory.date_scores(query)
+        top = float(dates.max()) if dates.size else 0.0
+        if top > 0:
+            fused = fused * (1.0 + cfg.date_boost * dates / top)
     if cfg.speaker_boost != 1.0:
         named = memory.speakers_named(query)
         if named:
