@@ -239,6 +239,12 @@ def test_memory_bench_counts_a_question_only_when_every_evidence_turn_is_in(tmp_
     assert rapo["by_category"]["4"] == 1.0
     assert rapo["by_category"]["1"] == 0.0  # one of its two evidence turns was retrieved: not recalled
     assert rapo["evidence_recall"] == 0.5
+    # both answers are said word for word in an evidence turn, and rapo's context holds both words,
+    # though the second question is not recalled (its other evidence turn is missing)
+    assert res["config"]["answer_checkable_questions"] == 2
+    assert rapo["answer_in_context"] == 1.0
+    assert res["systems"]["full-history"]["answer_in_context"] == 1.0
+    assert res["systems"]["recent"]["answer_in_context"] == 0.0  # neither turn is among the last ones
     full = res["systems"]["full-history"]
     assert full["evidence_recall"] == 1.0 and full["tokens_per_question"] > 60
     assert res["systems"]["recent"]["by_category"]["4"] == 0.0  # the kitten is far back

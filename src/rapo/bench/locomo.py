@@ -41,6 +41,7 @@ class LocomoQuestion(BaseModel):
     question: str
     category: int
     evidence: list[str]
+    answer: str | None = None
 
 
 class LocomoConversation(BaseModel):
@@ -71,10 +72,16 @@ def _conversation(name: str, doc: dict[str, Any]) -> LocomoConversation:
     ]
     questions = [
         LocomoQuestion(question=str(q["question"]), category=int(q["category"]),
-                       evidence=[e.strip() for ev in q.get("evidence", []) for e in str(ev).split(";") if e.strip()])
+                       evidence=[e.strip() for ev in q.get("evidence", []) for e in str(ev).split(";") if e.strip()],
+                       answer=str(q["answer"]) if q.get("answer") is not None else None)
         for q in doc.get("qa", []) if int(q.get("category", 0)) in CATEGORIES
     ]
     return LocomoConversation(name=name, turns=turns, questions=questions)
+
+
+def _said(text: str | None) -> str:
+    """Text compared as words: lowercase, punctuation as spaces ("7 May 2023" in "7 May, 2023.")."""
+    return " ".join(re.findall(r"[a-z0-9]+", (text or "").lower()))
 
 
 def load_locomo(path: str | Path) -> list[LocomoConversation]:
@@ -178,6 +185,7 @@ def run_memory_bench(
     orch = Orchestrator(spec, embedder=emb)
     names = ["rapo", "bm25", "embedding", "recent", "full-history"]
     hits: dict[str, dict[int, list[bool]]] = {n: {c: [] for c in CATEGORIES} for n in names}
+    answered: dict[str, list[bool]] = {n: [] for n in names}  # the answer's words reach the context
     tokens: dict[str, list[int]] = {n: [] for n in names}
     ingest_s = select_s = 0.0
     n_turns = n_questions = 0
@@ -199,10 +207,13 @@ def run_memory_bench(
             "recent": lambda q: base.recent_ctx(q, budget_used),
             "full-history": lambda q: base.full_ctx(q, budget_used),
         }
+        text_of = {turn_of[t.dia_id]: t.text for t in conv.turns}
         for q in conv.questions:
             needed = {turn_of[e] for e in q.evidence if e in turn_of}
             if not needed:
                 continue  # an annotation naming no turn of the conversation cannot be scored
+            answer = _said(q.answer)
+            checkable = bool(answer) and any(answer in _said(text_of[n]) for n in needed)
             for name, fn in systems.items():
                 t1 = time.perf_counter()
                 items = fn(q.question)
@@ -210,6 +221,8 @@ def run_memory_bench(
                     select_s += time.perf_counter() - t1
                 got = {i.turn for i in items}
                 hits[name][q.category].append(needed <= got)
+                if checkable:
+                    answered[name].append(answer in _said(" ".join(i.text for i in items)))
                 tokens[name].append(context_tokens(items))
             n_questions += 1
             if progress:
@@ -221,6 +234,8 @@ def run_memory_bench(
             "evidence_recall": float(np.mean(flat)) if flat else 0.0,
             "tokens_per_question": float(np.mean(tokens[name])) if tokens[name] else 0.0,
             "by_category": {str(c): float(np.mean(hits[name][c])) if hits[name][c] else 0.0 for c in CATEGORIES},
+            # of the questions whose answer an evidence turn says word for word: is it in the context?
+            "answer_in_context": float(np.mean(answered[name])) if answered[name] else 0.0,
         }
 
     return {
@@ -230,6 +245,7 @@ def run_memory_bench(
             "budget_tokens": budget_used, "embedder": spec.embedder, "k_relevant": spec.prompts.k_relevant,
             "categories": {str(k): v for k, v in CATEGORIES.items()},
             "questions_by_category": {str(c): len(hits["rapo"][c]) for c in CATEGORIES},
+            "answer_checkable_questions": len(answered["rapo"]),
         },
         "timing": {
             "ingest_ms_per_turn": 1000 * ingest_s / max(n_turns, 1),
@@ -250,16 +266,21 @@ def write_memory_report(results: dict[str, Any], out: str | Path) -> list[Path]:
     cats = results["config"]["categories"]
     paths = [out / "memory.json", out / "memory.md", out / "memory.png"]
     paths[0].write_text(json.dumps(results, indent=2))
-    lines = ["| system | recall | " + " | ".join(f"{c} {n}" for c, n in cats.items()) + " | tokens / question |",
-             "|---|---|" + "---|" * len(cats) + "---|"]
+    lines = ["| system | recall | " + " | ".join(f"{c} {n}" for c, n in cats.items())
+             + " | answer in context | tokens / question |",
+             "|---|---|" + "---|" * len(cats) + "---|---|"]
     for name, row in results["systems"].items():
         lines.append(f"| {name} | {row['evidence_recall']:.1%} | "
                      + " | ".join(f"{row['by_category'][c]:.1%}" for c in cats)
-                     + f" | {row['tokens_per_question']:.0f} |")
+                     + f" | {row.get('answer_in_context', 0.0):.1%} | {row['tokens_per_question']:.0f} |")
     cfg = results["config"]
     paths[1].write_text(f"# LoCoMo evidence recall\n\n{cfg['questions']} questions of categories 1-4 in "
                         f"{cfg['conversations']} conversations; budget {cfg['budget_tokens']} tokens; embedder "
-                        f"{cfg['embedder']}.\n\n" + "\n".join(lines) + "\n")
+                        f"{cfg['embedder']}.\n\n" + "\n".join(lines) + "\n\n"
+                        f"Answer in context: of the {cfg.get('answer_checkable_questions', 0)} questions whose "
+                        "annotated answer an evidence turn says word for word, the share whose context holds "
+                        "those words. Recall counts a turn that reached the context by any of its passages; "
+                        "this says whether the passage that holds the answer did.\n")
     systems = [n for n in results["systems"] if n != "full-history"]
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(systems)

@@ -223,7 +223,8 @@ def _refers_back(item: ContextItem, memory: "Memory") -> bool:
 
 def _add_referents(pick: "_Picker", memory: "Memory", cfg: SelectionConfig) -> None:
     """Every line that refers back gets the line it refers to: the nearest earlier passage of its
-    turn that does not itself refer back (a report's heading, the sentence that named "it")."""
+    turn that does not itself refer back (a report's heading, the sentence that named "it"). A named
+    or dependency fact's referent is always taken, as the fact is; any other's only within budget."""
     for item in list(pick.items):
         if not _refers_back(item, memory):
             continue
@@ -235,8 +236,9 @@ def _add_referents(pick: "_Picker", memory: "Memory", cfg: SelectionConfig) -> N
         while pid >= 0 and memory.passages[pid].turn == own.turn:
             prev = memory.passages[pid]
             if not _REFERRING.match(prev.text):
+                must = item.reason in ("named", "dependency")  # a few words, without which the line misleads
                 for ref in _passage_items(prev, memory, "referent", 0.0, cfg, pick.facts):
-                    pick.take(ref, force=True)  # a few words, without which the line misleads
+                    pick.take(ref, force=must)
                 break
             pid -= 1
 
