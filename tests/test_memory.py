@@ -313,3 +313,21 @@ def test_a_turn_shown_as_a_later_turns_fact_still_gets_its_own_passage_in() -> N
     items = mem.select("What gorgeous thing came from a class?", now_turn=31)
     assert "gorgeous" not in " ".join(i.text for i in items), "the superseded statement was shown"
     assert any(i.turn == 1 and "pottery class" in i.text for i in items)
+
+
+def test_passages_per_turn_is_a_team_setting_that_reaches_selection() -> None:
+    from rapo.team import PromptConfig
+
+    two = Orchestrator(TeamSpec(name="t", agents=[AgentSpec(name="a", role="r")],
+                                prompts=PromptConfig(passages_per_turn=2)))
+    one = Orchestrator(TeamSpec(name="t", agents=[AgentSpec(name="a", role="r")]))
+    text = "The museum trip was on Sunday. We saw the dinosaur hall. The dinosaur hall had a tyrannosaur."
+    shown = {}
+    for name, orch in (("one", one), ("two", two)):
+        conv = orch.new_conversation()
+        for t in (text, "Filler about the weather.", "More filler about lunch."):
+            orch.observe(conv, t)
+        shown[name] = [i.text for i in orch.preview(conv, "What did the dinosaur hall have?") if i.turn == 1]
+    # one passage of the turn: the shorter sentence matches best, and the answer's sentence is left out
+    assert shown["one"] == ["We saw the dinosaur hall."]
+    assert shown["two"] == ["We saw the dinosaur hall.", "The dinosaur hall had a tyrannosaur."]

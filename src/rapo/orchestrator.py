@@ -168,7 +168,7 @@ class Orchestrator:
         self._selection = SelectionConfig(
             budget_tokens=p.context_budget_tokens, k_retrieved=p.k_relevant, recent_turns=p.recent_turns,
             min_relevance=p.min_relevance, neighbour_weight=p.neighbour_weight, exchange_weight=p.exchange_weight,
-            embedding_weight=p.embedding_weight)
+            embedding_weight=p.embedding_weight, per_turn=p.passages_per_turn)
         self._slot_warned: set[str] = set()  # backends whose queueing consensus was warned about
         self._unnamed = 0  # conversations created without an id, for their random streams
 

@@ -83,6 +83,9 @@ class PromptConfig(_Strict):
     embedding_weight: float = Field(
         0.25, ge=0, description="Weight of embedding retrieval in the fused ranking (lexical: 1); raise it for a "
         "semantic embedder.")
+    passages_per_turn: int = Field(
+        1, ge=1, description="Verbatim passages of one turn at most: 1 spreads the budget over more turns, 2 "
+        "more often brings the sentence that holds the answer.")
     history: Literal["none", "last-k", "full"] = "none"
     history_k: int = Field(4, ge=0)
     adaptive: bool = Field(True, description="Reasoning-aware strategy section; off = one static template.")
