@@ -105,3 +105,13 @@ def test_it_in_the_same_text_is_the_thing_named_before() -> None:
     # across turns, a new statement about "it" is not guessed (only a correction of it is)
     m = _memory("Loan L196 asks for 9,162 dollars.", "It was filed by applicant P28.")
     assert all(f.value != "applicant P28" for f in m.ledger.current())
+
+
+@given(st.lists(st.sampled_from(["order", "A17", "costs", "$250k", "twelve", "days", "and", "1,200", "3.5",
+                                 "hundred", "B2", "the", "fee", "is", "not", "7%"]), max_size=12))
+def test_the_cheap_precheck_never_hides_two_quantities(words: list[str]) -> None:
+    from rapo.numbers import may_hold_two
+
+    text = " ".join(words)
+    if len(find_quantities(text)) >= 2:
+        assert may_hold_two(text)

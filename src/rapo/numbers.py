@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Quantity", "find_quantities", "same_quantity", "words_to_number"]
+__all__ = ["Quantity", "find_quantities", "may_hold_two", "same_quantity", "words_to_number"]
 
 _UNITS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -120,6 +120,15 @@ def find_quantities(text: str) -> list[Quantity]:
         out.append(Quantity(start=start, end=end, text=text[start:end].strip(), value=value, unit=unit,
                             number=text[start:number_end].strip()))
     return out
+
+
+_NUMERAL = re.compile(rf"(?<![\w.])\d|\b(?:{_NUMBER_WORD})\b", re.IGNORECASE)
+
+
+def may_hold_two(text: str) -> bool:
+    """A cheap test before `find_quantities`: does the text have two numerals at all?"""
+    it = _NUMERAL.finditer(text)
+    return next(it, None) is not None and next(it, None) is not None
 
 
 def same_quantity(a: Quantity, b: Quantity) -> bool:

@@ -8,8 +8,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from rapo.extract import Statement, extract_statements, split_sentences
-from rapo.numbers import find_quantities
-from rapo.memory.index import EmbeddingIndex, LexicalIndex
+from rapo.numbers import find_quantities, may_hold_two
+from rapo.memory.index import EmbeddingIndex, LexicalIndex, analyse
 from rapo.memory.ledger import Fact, Ledger
 from rapo.memory.passages import Passage, split_passages, split_speakers
 from rapo.memory.selection import ContextItem, SelectionConfig, rank_passages, select_context
@@ -44,7 +44,7 @@ class Memory:
         self._segments: tuple[np.ndarray, np.ndarray] | None = None
         self.exchanges = LexicalIndex()  # a piece with the one before it (see _add_exchange)
         self._exch = np.zeros(0, dtype=np.int64)  # per passage: its exchange document (-1: none)
-        self._last_piece = ""
+        self._last_terms: list[str] = []  # the last stated piece's words, for the next exchange
         self.refers_back: dict[tuple[str, int], bool] = {}  # selection's cache: does a line need its referent?
         self._dates = LexicalIndex()  # one document per distinct `when` (a session's date), built on demand
         self._date_of: dict[str, int] = {}
@@ -97,7 +97,7 @@ class Memory:
         """A sentence that corrects a value without naming its subject ("the 120 dollars I gave
         should have been 150") updates the fact that held the old value. What the rules read in such
         a sentence is dropped when its only "identifier" is one of the numbers themselves."""
-        if len(find_quantities(piece)) < 2:
+        if not may_hold_two(piece) or len(find_quantities(piece)) < 2:
             return statements
         out = list(statements)
         for sentence in split_sentences(piece):
@@ -136,18 +136,19 @@ class Memory:
         self._question[start:n] = [t.rstrip().endswith("?") for t in pieces]
         # the speaker's name is part of what a passage says: "what did Tom decide?" finds Tom's lines
         labelled = [f"{speaker}: {t}" if speaker else t for t in pieces]
-        self.lexical.add(labelled)
+        terms = [analyse(t) for t in labelled]  # once, for both lexical indexes
+        self.lexical.add_terms(terms)
         self.semantic.add(labelled)
         if origin != "agent":
-            self._exch[start:n] = self._add_exchange(" ".join(labelled))
+            self._exch[start:n] = self._add_exchange([t for ts in terms for t in ts])
         return out
 
-    def _add_exchange(self, piece: str) -> int:
+    def _add_exchange(self, terms: list[str]) -> int:
         """One document per stated piece, holding it and the piece before it: a reply is found by
         the words of what it answers ("How was the meteor shower?" / "I felt tiny and in awe")."""
         doc = len(self.exchanges)
-        self.exchanges.add([f"{self._last_piece} {piece}".strip()])
-        self._last_piece = piece
+        self.exchanges.add_terms([self._last_terms + terms])
+        self._last_terms = terms
         return doc
 
     def _cover(self, passages: list[Passage], statements: Sequence[Statement], facts: Sequence[Fact]) -> None:
@@ -303,7 +304,7 @@ class Memory:
             if doc >= 0:
                 pieces.setdefault(doc, []).append(text)
         for doc in sorted(pieces):
-            mem._add_exchange(" ".join(pieces[doc]))
+            mem._add_exchange([t for text in pieces[doc] for t in analyse(text)])
         mem._of_fact = {int(f): int(p) for f, p in snap.get("of_fact", [])}  # type: ignore[union-attr]
         ante = snap.get("antecedent")
         mem._antecedent = Statement.model_validate(ante) if ante else None
