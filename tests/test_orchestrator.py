@@ -294,3 +294,21 @@ async def test_auto_answers_alone_once_the_matrix_is_sure_of_the_agent():
     crit = await orch.astep(conv, "What is the refund limit for order A17?", requirement={"lookup": 1.0},
                             critical=True)
     assert crit.calls == 2  # a critical step always has a second opinion
+
+
+def test_the_handoff_note_quotes_only_the_question_on_a_line_of_its_own() -> None:
+    """A question quoted inside a sentence ("handled the request (is it 9 items?) and answered")
+    reads as a claim; a statement quoted from the previous turn may have been corrected since."""
+    from rapo.bench.natural import read_facts
+    from rapo.team import load_team
+
+    orch = Orchestrator(load_team("src/rapo/data/bench-team.yaml"))
+    res = orch.run(["The item count for order D138 is 9 items. Is it true that the item count for order D138 is 9 items?",
+                    "Correction: the item count for order D138 is now 16 items.",
+                    "What is the item count for order D138?"])
+    note = res.records[-1].handoff
+    assert note is not None and "answered" in note
+    first, second = note.split("\n")
+    assert "9 items" not in first
+    assert second == "The previous request was: Is it true that the item count for order D138 is 9 items?"
+    assert not any(f.value == "9 items" for f in read_facts([note]))  # nothing in it reads as a fact

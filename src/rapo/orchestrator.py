@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from rapo.classify import RequirementClassifier
 from rapo.consensus import ballot, deliberate, extract_answer, normalise_answer
 from rapo.embed import make_embedder
+from rapo.extract import split_sentences
 from rapo.extract_llm import extract_with_model
 from rapo.backends import dispatch
 from rapo.backends.retry import BackendUnavailable
@@ -437,8 +438,14 @@ class Orchestrator:
     def _handoff(self, conv: ConversationState) -> str | None:
         if conv.previous_agent is None or conv.last_question is None:
             return None
-        question = conv.last_question if len(conv.last_question) <= 90 else conv.last_question[:87] + "..."
-        return f"{self.names[conv.previous_agent]} handled the previous request ({question}) and answered: {conv.last_answer}."
+        asked = [s for s in split_sentences(conv.last_question) if is_request(s)]  # not its statements:
+        question = (asked[-1] if asked else conv.last_question).strip()  # they may have been corrected since
+        if len(question) > 90:
+            question = question[:86] + ("...?" if question.endswith("?") else "...")
+        # The request is quoted on a line of its own: inside a sentence, a question's claim ("is it
+        # 9 items?") reads as a statement of it.
+        return (f"{self.names[conv.previous_agent]} handled the previous request and answered: {conv.last_answer}.\n"
+                f"The previous request was: {question}")
 
     def _consensus_trigger(self, critical: bool, decision: RoutingDecision, r: np.ndarray,
                            order: np.ndarray) -> str | None:
