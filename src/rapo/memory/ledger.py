@@ -63,11 +63,20 @@ class Fact(BaseModel):
         return self.superseded_by is None
 
 
+_ALNUM = re.compile(r"[a-z0-9]+")
+
+
+def names_an_id(text: str, entity_ids: Sequence[str]) -> bool:
+    """Does `text` name one of these identifiers (every word of it, whole)?"""
+    words = set(_ALNUM.findall(text.lower()))
+    return any(set(_ALNUM.findall(e)) <= words for e in entity_ids)
+
+
 def _names_subject(st: Statement) -> bool:
     """Does the statement's own text name what it is about (an identifier, else its attribute)?"""
-    words = set(re.findall(r"[a-z0-9]+", st.text.lower()))
     if st.entity_ids:
-        return any(set(re.findall(r"[a-z0-9]+", e)) <= words for e in st.entity_ids)
+        return names_an_id(st.text, st.entity_ids)
+    words = _ALNUM.findall(st.text.lower())
     return bool(st.attribute) and set(st.attribute.split()) <= {normalise_word(w) for w in words}
 
 

@@ -97,7 +97,7 @@ class Memory:
         """A sentence that corrects a value without naming its subject ("the 120 dollars I gave
         should have been 150") updates the fact that held the old value. What the rules read in such
         a sentence is dropped when its only "identifier" is one of the numbers themselves."""
-        if not may_hold_two(piece) or len(find_quantities(piece)) < 2:
+        if not may_hold_two(piece):
             return statements
         out = list(statements)
         for sentence in split_sentences(piece):

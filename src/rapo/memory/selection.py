@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from rapo.memory.index import analyse, fuse
+from rapo.memory.ledger import names_an_id
 from rapo.tokens import count_tokens
 from rapo.types import RapoError, trusted
 
@@ -171,9 +172,6 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
             p = memory.passages[pid]
             if p.id in pick.passages or per_turn.get(p.turn, 0) >= cfg.per_turn:
                 continue
-            if p.covered_by and p.coverage >= cfg.covered and all(
-                    (c := memory.ledger.current_of(f)) is None or c.id in pick.facts for f in p.covered_by):
-                continue  # shown as facts that are all in already
             fresh = _passage_items(p, memory, "retrieved", score, cfg, pick.facts)
             if not fresh:
                 continue
@@ -192,7 +190,6 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
 
 
 _REFERRING = re.compile(r"(?i)^\s*(?:[-*\u2022]\s|(?:it|its|they|their|this|these|those|he|she|his|her)\b)")
-_WORD = re.compile(r"[a-z0-9]+")
 
 
 def _position(item: ContextItem, memory: "Memory") -> tuple[int, float, int]:
@@ -212,8 +209,7 @@ def _refers_back(item: ContextItem, memory: "Memory") -> bool:
     if known is None:
         if item.fact_id is not None:
             fact = memory.ledger.get(item.fact_id)
-            words = set(_WORD.findall(item.text.lower()))
-            known = bool(fact.entity_ids) and not any(set(_WORD.findall(e)) <= words for e in fact.entity_ids)
+            known = bool(fact.entity_ids) and not names_an_id(item.text, fact.entity_ids)
         else:
             known = bool(_REFERRING.match(item.text))
         if key[1] is not None:
