@@ -242,7 +242,21 @@ async def test_model_extraction_reads_what_the_rules_cannot():
 
 
 def _auto_team(**cons):
-    return make_team(consensus={"mode": "auto", "m": 3, "threshold": 0.6, **cons})
+    return make_team(consensus={"mode": "auto", "m": 3, "threshold": 0.6, "prefetch": None, **cons})
+
+
+async def test_auto_asks_all_at_once_where_the_first_two_are_unlikely_to_agree():
+    """prefetch: the chance that the first two are not both right (1 - product of their learned
+    capabilities) above it asks the third in the same round, so a split costs no second wait."""
+    replies = {"m-retriever": "a\nAnswer: 150 dollars", "m-reasoner": "b\nAnswer: $150",
+               "m-calculator": "c\nAnswer: 90 dollars"}
+    for prefetch, calls, rounds_asked in ((0.0, 3, 3), (0.999, 2, 2)):
+        backend = ScriptedBackend(lambda m, model: replies[model])
+        orch = Orchestrator(_auto_team(prefetch=prefetch), backend)
+        rec = await orch.astep(orch.new_conversation(), "What is the refund limit for order A17?",
+                               requirement={"lookup": 1.0})
+        assert rec.value == "150 dollars" and rec.calls == calls, prefetch
+        assert len(rec.consensus.rounds) == 1 and len(rec.consensus.rounds[0].agents) == rounds_asked
 
 
 async def test_auto_asks_two_and_stops_when_they_agree():

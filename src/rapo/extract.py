@@ -16,6 +16,8 @@ from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
+from .numbers import find_quantities
+
 __all__ = [
     "Statement",
     "extract_statements",
@@ -163,6 +165,10 @@ _VERB_FORMS: tuple[tuple[str, bool], ...] = (
     ("should be", False),
     ("will be", False),
     ("becomes", True),
+    ("comes to", False),
+    ("come to", False),
+    ("amounts to", False),
+    ("stands at", False),
     ("equals", False),
     ("is", False),
     ("are", False),
@@ -409,7 +415,9 @@ def _split_clauses(sentence: str) -> list[str]:
     cur = pieces[0]
     for sep, piece in zip(seps, pieces[1:]):
         starts_frame = bool(_FRAME_ONLY_RE.match(piece))
-        if _has_verb(cur) and (_has_verb(piece) or starts_frame) and not _FRAME_ONLY_RE.match(cur.strip()):
+        whole = _has_verb(cur) or _any_verb(cur) is not None
+        if whole and (_has_verb(piece) or starts_frame or _starts_predicate(piece)) \
+                and not _FRAME_ONLY_RE.match(cur.strip()):
             out.append(cur)
             cur = piece
         else:
@@ -482,9 +490,43 @@ _ACTIVE_RE = re.compile(
 )
 
 
+def _is_finite(word: str) -> bool:
+    """A lowercase word that can be a finite verb: a common irregular form, or one in -s or -ed."""
+    if not word.isalpha() or not word.islower():
+        return False
+    return word in _IRREGULAR or (len(word) > 3 and (word.endswith("ed") or (word.endswith("s") and not word.endswith(("ss", "us", "is")))))
+
+
+def _named_part(subject: str, ids: tuple[str, ...]) -> str:
+    """ "Flight F12" of "flight F12's gate": what a shared-subject verb is about."""
+    toks = subject.replace("\u2019", "'").split()
+    for i, tok in enumerate(toks):
+        bare = re.sub(r"'s$", "", tok.strip(",")).lower()
+        if bare in ids:
+            named = re.sub(r"'s$", "", tok.strip(","))
+            after = re.sub(r"'s$", "", toks[i + 1].strip(",")) if i + 1 < len(toks) else ""
+            if i and toks[i - 1].lower() in TYPE_NOUNS:
+                named = f"{toks[i - 1]} {named}"
+            elif after.lower() in TYPE_NOUNS:  # "the Gold tier's fee"
+                named = f"the {named} {after}"
+            return named[:1].upper() + named[1:]
+    return subject
+
+
+def _starts_predicate(piece: str) -> bool:
+    """ "lands at noon" after "Flight F12 leaves at 9, and": a verb whose subject is the clause
+    before."""
+    toks = piece.split(None, 2)
+    if len(toks) > 1 and toks[0].lower() in _ADVERBS:
+        toks = toks[1:]
+    return len(toks) > 1 and toks[0] not in STOP_ATTRIBUTE and _is_finite(toks[0])
+
+
 def _any_verb(clause: str) -> tuple[str, str, str] | None:
     """(subject, verb, value) for "<named subject> [adverb] <verb> [preposition] <value>"."""
     toks = clause.split()
+    if not toks or _is_finite(toks[0]):
+        return None  # "lands at noon" has no subject of its own
     for i in range(1, min(len(toks) - 1, _MAX_SUBJECT_TOKENS)):
         word = toks[i]
         j = i
@@ -492,17 +534,20 @@ def _any_verb(clause: str) -> tuple[str, str, str] | None:
             j = i + 1
             word = toks[j]
         w = word.lower()
-        if not word.isalpha() or not word.islower():
-            continue
-        finite = w in _IRREGULAR or (len(w) > 3 and (w.endswith("ed") or (w.endswith("s") and not w.endswith(("ss", "us", "is")))))
-        if not finite:
+        if not _is_finite(word):
             continue
         subject = " ".join(toks[:i])
         attribute, ids = parse_subject(subject)
         if not ids and i == 1 and toks[0][:1].isupper() and toks[0].isalpha() and toks[0].lower() not in STOP_ATTRIBUTE \
                 and toks[0].lower() not in NOT_NAMES:
             ids = (toks[0].lower(),)  # "Ana manages site 9": a lone capitalised subject is a name
-        if not ids or w in STOP_ATTRIBUTE:
+        if w in STOP_ATTRIBUTE:
+            return None
+        if not ids and (i == 1 and toks[0].lower() in ("it", "they") or toks[0].lower() in ("its", "their")):
+            return " ".join(toks[:i]), w, " ".join(toks[j + 1:])  # "It costs 27 dollars": the caller resolves "it"
+        if not ids:
+            if w.endswith("ed") and toks[i - 1].lower() in DETERMINERS:
+                continue  # "The requested amount on N93 comes to ...": "requested" describes, the verb is later
             return None  # only a named subject ("order B22", "Ana", "Acme's contract") makes a fact
         rest = toks[j + 1:]
         verb = w
@@ -510,6 +555,36 @@ def _any_verb(clause: str) -> tuple[str, str, str] | None:
             verb, rest = f"{w} {rest[0].lower()}", rest[1:]
         return subject, verb, " ".join(rest)
     return None
+
+
+def _value_shape(value: str) -> list[str]:
+    """The kind of thing a verb's object is: its unit and lowercase nouns, without the number, names
+    or ids. "Unit U7 draws 358 watts" and "Unit U7 draws on supplier S2" state two attributes, while
+    "B22 leaves in 3 days" and "B22 now leaves in 5 days" state one, so the kind joins the key."""
+    value, _ = _clean_value(value)
+    words: list[str] = []
+    pos = 0
+    for q in find_quantities(value):
+        words += value[pos:q.start].split()
+        if q.unit:
+            words.append(q.unit)
+        pos = q.end
+    words += value[pos:].split()
+    out: list[str] = []
+    for w in words:
+        w = w.strip(".,;:!?()\"'")
+        if w.isalpha() and w.islower() and w not in STOP_ATTRIBUTE and w not in NOT_NAMES:
+            out.append(normalise_word(w))
+    return out[:3]
+
+
+def _same_kind(old: str, new: str) -> bool:
+    """Can `new` replace `old`: both amounts in one unit, or neither an amount. "It now is cut from
+    steel" does not correct "runs for 13 months"."""
+    a, b = find_quantities(old), find_quantities(new)
+    if bool(a) != bool(b):
+        return False
+    return not (a and b and a[0].unit and b[0].unit and a[0].unit != b[0].unit)
 
 
 def _verb_lemma(verb: str) -> str:
@@ -532,6 +607,7 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
     verb_m = _find_verb(clause)
     colon = _colon_split(clause)
     extra_attr = ""
+    shape: list[str] = []  # what kind of value: joins the key where the attribute is only a verb, or none
     passive = None
     if colon is not None and (verb_m is None or clause.index(":") < verb_m.start()):
         subject, raw_value = colon
@@ -541,7 +617,8 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         raw_value = clause[verb_m.end():]
         verb_update = _VERB_UPDATE.get(verb_m.group("verb").lower(), False)
         passive = _PASSIVE.match(raw_value.strip())
-        if passive and verb_m.group("verb").lower() in ("is", "are", "was", "were") and parse_subject(subject)[1]:
+        if passive and verb_m.group("verb").lower() in ("is", "are", "was", "were") \
+                and parse_subject(_SUBJECT_ADVERB.sub("", subject))[1]:
             # "Loan L92 is repaid over 26 months", "... was applied for by applicant P86": the
             # participle names the attribute, or every predicate of L92 would share one key
             extra_attr = normalise_word(passive.group("verb"))
@@ -552,20 +629,13 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
             return None
         subject, verb, raw_value = found
         extra_attr = _verb_lemma(verb)
+        shape = _value_shape(raw_value)
         verb_update = False
     adverb = _SUBJECT_ADVERB.search(subject)
     if adverb:  # "Component J73 now is made of ...": the adverb qualifies the verb, not the subject
         subject = subject[: adverb.start()]
         verb_update = verb_update or adverb.group(1).lower() in ("now", "no longer")
     bare_subject = re.sub(r"(?i)^(?:the|its)\s+", "", subject.strip(" ,"))
-    if _PRONOUN_SUBJECT.match(bare_subject) and antecedent is not None and (verb_update or active or from_to):
-        # "It was raised to 150 dollars": a correction that does not repeat its subject
-        value, _ = _clean_value(raw_value)
-        if not value or re.match(r"(?i)not\b|n't\b", value):
-            return None
-        return Statement(subject=antecedent.subject, key=antecedent.key, entity_ids=antecedent.entity_ids,
-                         attribute=antecedent.attribute, value=value, value_ids=find_value_ids(value),
-                         text=written.strip().rstrip(" ,;"), is_update=True)
     if inherited_ids and re.fullmatch(r"(?i)it|they", subject.strip(" ,")):
         # "Loan L196 asks for $9k. It was filed by applicant P28.": within one text, "it" is the
         # thing the sentence before named; read the clause with that thing as its subject
@@ -573,7 +643,18 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         rest = clause[len(clause) - len(clause.lstrip()) + len(subject.strip()):]
         shown = re.sub(r"(?i)\b(?:it|they)\b", named, written, count=1)  # the line names its subject
         st = _statement(named + rest, frame, (), update, shown, None)
-        return st if st is not None and st.attribute else None  # "It is heavy" names no attribute to key
+        if st is not None and st.key.split("|")[0]:
+            return st
+        if not (verb_update or active or from_to):
+            return None  # "It is heavy" names no attribute to key
+    if _PRONOUN_SUBJECT.match(bare_subject) and antecedent is not None and (verb_update or active or from_to):
+        # "It was raised to 150 dollars": a correction that does not repeat its subject
+        value, _ = _clean_value(raw_value)
+        if not value or re.match(r"(?i)not\b|n't\b", value) or not _same_kind(antecedent.value, value):
+            return None
+        return Statement(subject=antecedent.subject, key=antecedent.key, entity_ids=antecedent.entity_ids,
+                         attribute=antecedent.attribute, value=value, value_ids=find_value_ids(value),
+                         text=written.strip().rstrip(" ,;"), is_update=True)
     value, tail_update = _clean_value(raw_value)
     if not value or re.match(r"(?i)not\b|n't\b", value):
         return None  # a negation states no value
@@ -591,12 +672,21 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         attribute = " ".join(kept + [extra_attr])
     if not entity_ids and inherited_ids and re.match(r"(?i)(?:its|their|it's)\b", subject):
         entity_ids = inherited_ids
+        if re.match(r"(?i)(?:its|their)\b", subject):  # "Its credit is 7" is shown as "C94's credit is 7"
+            named = " ".join(i.upper() if _HAS_DIGIT.search(i) else i.capitalize() for i in inherited_ids)
+            written = re.sub(r"(?i)\b(?:its|their)\b", f"{named}'s", written, count=1)
     if not attribute and not entity_ids:
         return None
+    if entity_ids and (not attribute or (attribute in TYPE_NOUNS and re.search(
+            rf"(?i)\b{re.escape(attribute)}s?\s+(?:{'|'.join(map(re.escape, entity_ids))})\b", full_subject))):
+        # "Customer C94 is a Ruby member": no attribute named, so the kind of value stands for one
+        attribute, shape = "", _value_shape(raw_value)
+        if len(shape) == 1 and len(raw_value.split()) == 1:
+            shape = []  # "Order A17 is shipped", later "... is delivered": one state, not two attributes
     upd = update or verb_update or tail_update or bool(_UPDATE_WORDS_RE.search(subject))
     return Statement(
         subject=full_subject,
-        key=make_key(attribute, entity_ids),
+        key=make_key(" ".join([attribute, *shape]).strip(), entity_ids),
         entity_ids=entity_ids,
         attribute=attribute,
         value=value,
@@ -604,6 +694,17 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         text=written.strip().rstrip(" ,;"),
         is_update=upd,
     )
+
+
+_BULLET_RE = re.compile(r"^\s*(?:[-*\u2022\u2013]|\d{1,2}[.)])\s+")
+
+
+def _is_heading(line: str) -> bool:
+    """A line that only names a thing ("Order D27", "Loan N918:"): the lines listed under it are about it."""
+    bare = line.strip().rstrip(":.").strip()
+    if not bare or _BULLET_RE.match(line) or ":" in bare or bare.endswith(("?", "!")) or len(bare.split()) > 4:
+        return False
+    return bool(parse_subject(bare)[1]) and _find_verb(bare) is None and _any_verb(bare) is None
 
 
 def _names_its_own_entity(clause: str) -> bool:
@@ -635,7 +736,22 @@ def _extract(text: str, antecedent: Statement | None = None) -> list[Statement]:
         return out
     pending_update = False
     last_ids: tuple[str, ...] = ()
+    heading = heading_line = ""
     for sentence in split_sentences(text):
+        if _is_heading(sentence):
+            heading_line = sentence.strip()
+            heading = heading_line.rstrip(":.")  # "Order D27" over "- delivery time: 19 days"
+            first, _, rest = heading.partition(" ")
+            if first.lower() in TYPE_NOUNS and rest:
+                heading = f"{first.lower()} {rest}"
+            continue
+        bullet = _BULLET_RE.match(sentence)
+        quoted = ""  # a line under a heading is quoted with its heading, as it was written
+        if not bullet:
+            heading = ""
+        elif heading:
+            quoted = f"{heading_line}\n{sentence.strip()}"
+            sentence = f"For {heading}, {sentence[bullet.end():]}"
         body, upd = _strip_prefixes(sentence)
         opener = sentence[: len(sentence) - len(sentence.lstrip())] + sentence.strip()[: len(sentence.strip()) - len(body)]
         bare = body.strip(" .!:").lower()
@@ -648,9 +764,11 @@ def _extract(text: str, antecedent: Statement | None = None) -> list[Statement]:
         upd = upd or pending_update
         pending_update = False
         sentence_frame = ""
+        subject = ""
         for n, raw in enumerate(_split_clauses(body)):
             clause, cupd = _strip_prefixes(raw)
-            if is_question_or_request(clause):
+            shared = n > 0 and bool(subject) and _starts_predicate(clause)  # "..., and has ...": not a question
+            if not shared and is_question_or_request(clause):
                 continue
             frame, inherited = "", False
             fm = _FRAME_RE.match(clause)
@@ -668,11 +786,17 @@ def _extract(text: str, antecedent: Statement | None = None) -> list[Statement]:
                 lead += frame + ", "
             written = lead + raw.strip().rstrip(" ,;")
             written = written[0].upper() + written[1:] if written else written
+            if quoted:
+                written = quoted
+            if shared:
+                # "..., and lands at noon": the verb shares the subject of the clause before
+                clause = written = f"{subject} {clause.rstrip(' .!')}"
             st = _statement(clause.rstrip(" .!"), frame, last_ids, upd or cupd,
-                            written=written.rstrip(" .!") + ".", antecedent=antecedent)
+                            written=written if quoted else written.rstrip(" .!") + ".", antecedent=antecedent)
             if st is not None:
                 out.append(st)
                 antecedent = st
+                subject = _named_part(st.subject, st.entity_ids) if st.entity_ids else st.subject
                 if st.entity_ids:
                     last_ids = st.entity_ids
     return out

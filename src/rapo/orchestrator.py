@@ -561,6 +561,11 @@ class Orchestrator:
         chosen = self._fit_to_slots(order[: min(cfg.m, len(self.agents))].tolist())
         weights = self.matrix.mean()[chosen] @ r
         start = None if trigger == "always" else (1 if trigger == "solo" else min(cfg.start, len(chosen)))
+        if start is not None and 1 < start < len(chosen) and cfg.prefetch is not None:
+            # where the first agents are unlikely to agree, the vote would ask the rest one round
+            # later: asking them now costs the same call and saves that round's wait
+            if 1.0 - float(np.prod(np.clip(weights[:start], 0.0, 1.0))) > cfg.prefetch:
+                start = len(chosen)
         plans: dict[tuple[int, int], PromptPlan] = {}
         shared: dict[int, dict[str, Message]] = {}
         orch = self

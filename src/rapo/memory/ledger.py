@@ -213,6 +213,10 @@ class Ledger:
     def current(self) -> list[Fact]:
         return [self._facts[i] for i in np.flatnonzero(self._is_current[: len(self._facts)])]
 
+    def about(self, entity_id: str) -> list[Fact]:
+        """The current facts about one entity, latest first."""
+        return sorted((self._facts[i] for i in self._by_entity.get(entity_id, ())), key=lambda f: -f.id)
+
     def history(self, key: str) -> list[Fact]:
         return [self._facts[i] for i in self._history.get(key, [])]
 
@@ -339,8 +343,10 @@ class Ledger:
         prev_id = self._current_by_key.get(st.key)
         prev = self._facts[prev_id] if prev_id is not None else None
         if prev is not None and normalise_value(prev.value) == normalise_value(st.value):
-            if origin == "agent" or prev.origin != "agent":
+            if origin == "agent" or (prev.origin != "agent" and turn <= prev.turn):
                 return prev  # a restatement adds nothing
+            # a user saying it again later ("K48 now is made of Steel") makes it the latest word on
+            # its subject, above anything said in between under another key
         overridden = prev is not None and origin == "agent" and prev.origin != "agent"
         said = None
         text = st.text

@@ -162,7 +162,7 @@ class Memory:
                 continue
             for p, have in zip(passages, words):
                 shared = len(quote & have)
-                if not have or shared < 0.5 * len(have):
+                if not have or shared < 0.6 * len(quote):
                     continue  # the fact's clause is not (mostly) in this passage
                 if fact.id not in p.covered_by:
                     p.covered_by.append(fact.id)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from rapo.extract import normalise_word
 from rapo.memory.index import analyse, fuse
 from rapo.memory.ledger import names_an_id
 from rapo.tokens import count_tokens
@@ -72,6 +73,8 @@ class SelectionConfig:
     lexical_weight: float = 1.0
     embedding_weight: float = 0.25
     exclude_origin: frozenset[str] = frozenset({"agent"})
+    hop_entities: int = 4  # things the named facts point at whose own facts join, within budget
+    hop_facts: int = 8  # facts of each, the latest first
 
 
 def _fact_item(fact: "Fact", reason: Reason, score: float, memory: "Memory") -> ContextItem:
@@ -151,9 +154,10 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
     for s in memory.ledger.select(query, budget_tokens=0, k_relevant=0, exclude_origin=set(cfg.exclude_origin)):
         pick.take(_fact_item(s.fact, s.reason, s.score, memory), force=True)
     k_retrieved = cfg.k_retrieved
-    if pick.items and cfg.answered_share <= 1.0:
+    answers = [i for i in pick.items if _answers(i, memory, query)]
+    if answers and cfg.answered_share <= 1.0:
         terms = set(analyse(query))
-        held = set(analyse(" ".join(i.text for i in pick.items)))
+        held = set(analyse(" ".join(i.text for i in answers)))
         if terms and len(terms & held) >= cfg.answered_share * len(terms):
             k_retrieved = min(k_retrieved, cfg.k_answered)
 
@@ -161,11 +165,20 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
         for item in _passage_items(p, memory, "recent", 0.0, cfg):
             pick.take(item)
 
+    # a second hop: what the named facts point at ("L735's applicant" is P24), the latest first.
+    # Its facts come before retrieval (they are short, and the step's answer is often among them,
+    # said with words the step does not use); then it is searched for too.
+    named = sorted((i for i in pick.items if i.fact_id is not None and i.reason == "named"),
+                   key=lambda i: -(i.fact_id or 0))
+    hops = list(dict.fromkeys(v for i in named for v in memory.ledger.get(i.fact_id).value_ids  # type: ignore[arg-type]
+                              if v not in query.lower()))
+    for v in hops[: cfg.hop_entities]:
+        for f in memory.ledger.about(v)[: cfg.hop_facts]:
+            if f.origin not in cfg.exclude_origin:
+                pick.take(_fact_item(f, "dependency", 0.0, memory))
+
     if k_retrieved > 0 and len(memory.passages):
-        # a second hop: what the named facts point at ("L735's applicant" is P24) is searched for too
-        hops = [v for i in pick.items if i.fact_id is not None
-                for v in memory.ledger.get(i.fact_id).value_ids if v not in query.lower()]
-        ranked, scores = memory.rank(" ".join([query, *dict.fromkeys(hops)]), cfg, now_turn=now_turn)
+        ranked, scores = memory.rank(" ".join([query, *hops]), cfg, now_turn=now_turn)
         taken = 0
         per_turn: dict[int, int] = {}
         for pid, score in zip(ranked.tolist(), scores.tolist()):
@@ -187,6 +200,16 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
 
     _add_referents(pick, memory, cfg)
     return sorted(pick.items, key=lambda i: _position(i, memory))
+
+
+def _answers(item: ContextItem, memory: "Memory", query: str) -> bool:
+    """A named fact whose attribute the step asks about, not only a link between things it names
+    ("M7 is built around K4" answers nothing about M7's cost)."""
+    if item.fact_id is None:
+        return False
+    words = memory.ledger.get(item.fact_id).attribute.split()
+    asked = {normalise_word(w) for w in re.findall(r"[A-Za-z]+", query)}
+    return bool(words) and all(w in asked for w in words)
 
 
 _REFERRING = re.compile(r"(?i)^\s*(?:[-*\u2022]\s|(?:it|its|they|their|this|these|those|he|she|his|her)\b)")
