@@ -331,3 +331,74 @@ def test_passages_per_turn_is_a_team_setting_that_reaches_selection() -> None:
     # one passage of the turn: the shorter sentence matches best, and the answer's sentence is left out
     assert shown["one"] == ["We saw the dinosaur hall."]
     assert shown["two"] == ["We saw the dinosaur hall.", "The dinosaur hall had a tyrannosaur."]
+
+
+# -- ordinary English the rules read this round: each with a value the test can check -------------
+
+
+def _ledger_after(*turns: str) -> Memory:
+    mem = Memory(HashingEmbedder())
+    for t, text in enumerate(turns, 1):
+        mem.add_turn(text, turn=t)
+    return mem
+
+
+def test_a_verb_with_objects_of_two_kinds_keeps_two_facts() -> None:
+    """ "Unit U7 draws 40 watts" then "Unit U7 draws on supplier S2": two things said with one verb, so
+    the second must not supersede the first; "now draws 55 watts" does."""
+    mem = _ledger_after("Unit U7 draws 40 watts.", "Unit U7 draws on supplier S2.")
+    assert sorted(f.value for f in mem.ledger.current()) == ["40 watts", "supplier S2"]
+    mem.add_turn("Unit U7 now draws 55 watts.", turn=3)
+    assert sorted(f.value for f in mem.ledger.current()) == ["55 watts", "supplier S2"]
+
+
+def test_a_second_verb_shares_the_subject_of_the_first() -> None:
+    prompt, _ = _ask(["Flight F12 leaves at 9 am, and lands in Oslo at noon."] + FILLER,
+                     "Where does flight F12 land?")
+    assert "Flight F12 lands in Oslo at noon." in prompt
+    mem = _ledger_after("The budget for project P4 is 5k, and has a reserve of 800 dollars.")
+    assert sorted(f.text for f in mem.ledger.current()) == ["Project P4 has a reserve of 800 dollars.",
+                                                           "The budget for project P4 is 5k."]
+
+
+def test_a_reports_heading_names_the_subject_of_its_bullets() -> None:
+    mem = _ledger_after("Notes from the site visit:\nBuilding B7\n- floors: 12\n- manager: Ruth Okafor",
+                        "Building B9\n- floors: 4")
+    assert mem.ledger.value("floor|b7") == "12" and mem.ledger.value("floor|b9") == "4"
+    fact = next(f for f in mem.ledger.current() if f.key == "manager|b7")
+    assert fact.text == "Building B7\n- manager: Ruth Okafor"  # quoted as written, heading and line
+
+
+def test_its_is_named_in_the_fact_so_the_line_stands_alone() -> None:
+    mem = _ledger_after("Vendor V3 is based in Lyon. Its payment term is 45 days.")
+    assert {f.text for f in mem.ledger.current()} >= {"V3's payment term is 45 days."}
+    mem.add_turn("Sorry, make that 60 days, not 45 days.", turn=2)
+    assert mem.ledger.value("payment term|v3") == "60 days"
+
+
+def test_it_in_a_later_sentence_corrects_only_a_value_of_the_same_kind() -> None:
+    mem = _ledger_after("Ticket T5 stays open for 3 days. It now is assigned to team Blue.")
+    current = {f.value: f for f in mem.ledger.current()}
+    assert set(current) == {"open for 3 days", "team Blue"}  # "assigned to team Blue" is no duration
+    assert current["team Blue"].entity_ids == ("t5",) and current["team Blue"].text == "T5 now is assigned to team Blue."
+
+
+def test_saying_a_value_again_later_makes_it_the_latest_word() -> None:
+    """Two wordings the rules key apart ("is made of", "material") cannot supersede each other; a
+    user repeating the first later makes it the newest line, so a reader taking the latest is right."""
+    mem = _ledger_after("Part K4 is made of steel.", "K4's material moved from steel to brass.", "Part K4 is made of steel.")
+    made = [f for f in mem.ledger.current() if f.key.startswith("part made")]
+    assert [f.turn for f in made] == [3]
+
+
+def test_the_facts_of_what_a_named_fact_points_at_join_the_context() -> None:
+    """ "Take P7's owner: what is the phone number?" needs the owner's facts, said with words the
+    question does not use; they come in as dependency lines within the budget, before retrieval."""
+    orch = Orchestrator(_team(), Recorder())
+    conv = orch.new_conversation("c")
+    distractors = [f"Please call the phone number {n} for the front desk of site S{n}." for n in range(30)]
+    for text in ["Project P7 is owned by engineer E31.", "Engineer E31 answers on extension 4471.", *distractors]:
+        orch.observe(conv, text)
+    items = orch.preview(conv, "Take project P7's owner: what is the phone number?")
+    hop = [i for i in items if i.text == "Engineer E31 answers on extension 4471."]
+    assert hop and hop[0].reason == "dependency" and hop[0].turn == 2
