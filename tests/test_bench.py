@@ -49,7 +49,9 @@ def test_results_follow_the_documented_schema(results, tmp_path):
     assert systems["oracle"]["calls_per_question"] == 1.0
     # the supervisor, three voters, and three more in the bounded second round when they disagree
     assert 4.0 <= systems["handoff-vote"]["calls_per_question"] <= 7.0
-    assert 2.0 <= systems["rapo"]["calls_per_question"] < 3.0  # two agents, a third only on disagreement
+    # two agents, a third on disagreement, or at once where the capabilities (here still near the
+    # team file's priors, a few conversations in) make the first two unlikely to agree
+    assert 2.0 <= systems["rapo"]["calls_per_question"] < 3.5
     assert systems["oracle"]["context_loss_rate"] == 0.0
     assert systems["round-robin"]["calls_per_turn"] == 1.0 and systems["handoff"]["calls_per_turn"] == 2.0
     fields = results["records"]["fields"]

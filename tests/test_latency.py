@@ -85,9 +85,11 @@ async def test_overlapping_calls_and_shared_backend_give_wall_time_latency():
         if outcome.calls:
             assert outcome.latency_s >= DELAY * 0.95, (name, outcome.latency_s)
             assert outcome.latency_s >= wall * 0.9, (name, outcome.latency_s, wall)
-    consensus = [o for n, o, _ in rows if n == "rapo" and o.calls == 2]
-    assert consensus, "the bench team asks two agents at once on questions"
-    for o in consensus:  # two 150 ms calls at once: about one call's time, not two
+    # a fresh team's capabilities are its priors: the first two are unlikely both right, so all three
+    # are asked in one round (consensus.prefetch); either way the calls overlap
+    consensus = [o for n, o, _ in rows if n == "rapo" and o.calls >= 2]
+    assert consensus, "the bench team asks several agents at once on questions"
+    for o in consensus:  # 150 ms calls at once: about one call's time, not their sum
         assert o.latency_s < 2 * DELAY, o.latency_s
     handoff = [o for n, o, _ in rows if n == "handoff"]
     assert all(o.latency_s >= 2 * DELAY * 0.95 for o in handoff)  # supervisor, then agent: in series

@@ -62,8 +62,8 @@ class ConsensusConfig(_Strict):
         "step, minus two posterior standard deviations, reaches this (None: never alone).")
     prefetch: float | None = Field(
         0.2, ge=0, le=1, description="auto: ask all m agents at once when the chance that the first `start` "
-        "do not all answer right (from their learned capabilities) exceeds this; a third call they would likely "
-        "need anyway then costs no extra round of waiting (None: never).")
+        "do not all answer right (1 - the product of their learned capabilities for the step) exceeds this; a "
+        "third call they would likely need anyway then costs no extra round of waiting (None: never).")
     threshold: float = Field(0.6, gt=0, le=1, description="Capability-weighted agreement that ends a round.")
     max_rounds: int = Field(2, ge=1, le=5)
     lam: float = Field(1.0, ge=0, description="Anchor weight lambda of the disagreement energy.")
