@@ -499,18 +499,21 @@ def _is_finite(word: str) -> bool:
 
 def _named_part(subject: str, ids: tuple[str, ...]) -> str:
     """ "Flight F12" of "flight F12's gate": what a shared-subject verb is about."""
-    toks = subject.replace("\u2019", "'").split()
-    for i, tok in enumerate(toks):
-        bare = re.sub(r"'s$", "", tok.strip(",")).lower()
-        if bare in ids:
-            named = re.sub(r"'s$", "", tok.strip(","))
-            after = re.sub(r"'s$", "", toks[i + 1].strip(",")) if i + 1 < len(toks) else ""
+    toks = [re.sub(r"'s$", "", t.strip(",")) for t in subject.replace("\u2019", "'").split()]
+    for i, named in enumerate(toks):
+        if named.lower() in ids:
+            after = toks[i + 1] if i + 1 < len(toks) else ""
             if i and toks[i - 1].lower() in TYPE_NOUNS:
                 named = f"{toks[i - 1]} {named}"
             elif after.lower() in TYPE_NOUNS:  # "the Gold tier's fee"
                 named = f"the {named} {after}"
             return named[:1].upper() + named[1:]
     return subject
+
+
+def _display_ids(ids: tuple[str, ...]) -> str:
+    """Identifiers as a sentence writes them: "C94", "Gold"."""
+    return " ".join(i.upper() if _HAS_DIGIT.search(i) else i.capitalize() for i in ids)
 
 
 def _starts_predicate(piece: str) -> bool:
@@ -639,7 +642,7 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
     if inherited_ids and re.fullmatch(r"(?i)it|they", subject.strip(" ,")):
         # "Loan L196 asks for $9k. It was filed by applicant P28.": within one text, "it" is the
         # thing the sentence before named; read the clause with that thing as its subject
-        named = " ".join(i.upper() if _HAS_DIGIT.search(i) else i.capitalize() for i in inherited_ids)
+        named = _display_ids(inherited_ids)
         rest = clause[len(clause) - len(clause.lstrip()) + len(subject.strip()):]
         shown = re.sub(r"(?i)\b(?:it|they)\b", named, written, count=1)  # the line names its subject
         st = _statement(named + rest, frame, (), update, shown, None)
@@ -673,7 +676,7 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
     if not entity_ids and inherited_ids and re.match(r"(?i)(?:its|their|it's)\b", subject):
         entity_ids = inherited_ids
         if re.match(r"(?i)(?:its|their)\b", subject):  # "Its credit is 7" is shown as "C94's credit is 7"
-            named = " ".join(i.upper() if _HAS_DIGIT.search(i) else i.capitalize() for i in inherited_ids)
+            named = _display_ids(inherited_ids)
             written = re.sub(r"(?i)\b(?:its|their)\b", f"{named}'s", written, count=1)
     if not attribute and not entity_ids:
         return None

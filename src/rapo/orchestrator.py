@@ -564,7 +564,6 @@ class Orchestrator:
         if start is not None and 1 < start < len(chosen) and cfg.prefetch is not None:
             # where the first agents are unlikely to agree, the vote would ask the rest one round
             # later: asking them now costs the same call and saves that round's wait
-            # later: asking them now costs the same call and saves that round's wait
             if 1.0 - float(np.prod(np.clip(weights[:start], 0.0, 1.0))) > cfg.prefetch:
                 start = len(chosen)
         plans: dict[tuple[int, int], PromptPlan] = {}

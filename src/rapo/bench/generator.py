@@ -514,7 +514,8 @@ def generate_conversation(index: int, seed: int, n_turns: int, scenario: Scenari
             text = world.statements(1, rng.randint(2, 4), first=True)
             q = ask(anchor=False) if n_turns == 1 else None
             if q is not None:  # after a pasted report's last line, the question starts a line of its own
-                text = f"{text}{chr(10) if text.rsplit(chr(10), 1)[-1].startswith('- ') else ' '}{q.text}"
+                sep = "\n" if text.rsplit("\n", 1)[-1].startswith("- ") else " "
+                text = f"{text}{sep}{q.text}"
             turns.append(Turn(index=1, text=text, question=q))
         elif t == n_turns or rng.random() < QUESTION_PROBABILITY:
             q = ask(anchor=(t == n_turns and n_turns >= 10))

@@ -154,7 +154,8 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
     for s in memory.ledger.select(query, budget_tokens=0, k_relevant=0, exclude_origin=set(cfg.exclude_origin)):
         pick.take(_fact_item(s.fact, s.reason, s.score, memory), force=True)
     k_retrieved = cfg.k_retrieved
-    answers = [i for i in pick.items if _answers(i, memory, query)]
+    asked = {normalise_word(w) for w in re.findall(r"[A-Za-z]+", query)}
+    answers = [i for i in pick.items if _answers(i, memory, asked)]
     if answers and cfg.answered_share <= 1.0:
         terms = set(analyse(query))
         held = set(analyse(" ".join(i.text for i in answers)))
@@ -170,8 +171,9 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
     # said with words the step does not use); then it is searched for too.
     named = sorted((i for i in pick.items if i.fact_id is not None and i.reason == "named"),
                    key=lambda i: -(i.fact_id or 0))
+    lowered = query.lower()
     hops = list(dict.fromkeys(v for i in named for v in memory.ledger.get(i.fact_id).value_ids  # type: ignore[arg-type]
-                              if v not in query.lower()))
+                              if v not in lowered))
     for v in hops[: cfg.hop_entities]:
         for f in memory.ledger.about(v)[: cfg.hop_facts]:
             if f.origin not in cfg.exclude_origin:
@@ -202,13 +204,12 @@ def select_context(memory: "Memory", query: str, cfg: SelectionConfig, *, now_tu
     return sorted(pick.items, key=lambda i: _position(i, memory))
 
 
-def _answers(item: ContextItem, memory: "Memory", query: str) -> bool:
-    """A named fact whose attribute the step asks about, not only a link between things it names
-    ("M7 is built around K4" answers nothing about M7's cost)."""
+def _answers(item: ContextItem, memory: "Memory", asked: set[str]) -> bool:
+    """A named fact whose attribute the step asks about (`asked`: the step's words, normalised),
+    not only a link between things it names ("M7 is built around K4" answers nothing about M7's cost)."""
     if item.fact_id is None:
         return False
     words = memory.ledger.get(item.fact_id).attribute.split()
-    asked = {normalise_word(w) for w in re.findall(r"[A-Za-z]+", query)}
     return bool(words) and all(w in asked for w in words)
 
 
