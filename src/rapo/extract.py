@@ -610,7 +610,7 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
     verb_m = _find_verb(clause)
     colon = _colon_split(clause)
     extra_attr = ""
-    shape: list[str] = []  # what kind of value: joins the key where the attribute is only a verb, or none
+    shape: list[str] = []  # what kind of value: joins the attribute where that is only a verb, or none
     passive = None
     if colon is not None and (verb_m is None or clause.index(":") < verb_m.start()):
         subject, raw_value = colon
@@ -686,10 +686,11 @@ def _statement(clause: str, frame: str, inherited_ids: tuple[str, ...], update: 
         attribute, shape = "", _value_shape(raw_value)
         if len(shape) == 1 and len(raw_value.split()) == 1:
             shape = []  # "Order A17 is shipped", later "... is delivered": one state, not two attributes
+    attribute = " ".join([attribute, *shape]).strip()
     upd = update or verb_update or tail_update or bool(_UPDATE_WORDS_RE.search(subject))
     return Statement(
         subject=full_subject,
-        key=make_key(" ".join([attribute, *shape]).strip(), entity_ids),
+        key=make_key(attribute, entity_ids),
         entity_ids=entity_ids,
         attribute=attribute,
         value=value,
